@@ -1,0 +1,136 @@
+"""The anomaly detection job: Kafka frame features -> per-camera windows -> batched ONNX scores ->
+episode detection -> events to Redis and Kafka. Malformed records go to the dead-letter topic.
+
+    python -m jobs.anomaly_job --config config/default.yaml   (or: vad run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
+from pyflink.java_gateway import get_gateway
+
+from jobs.operators.decode import DEAD_LETTER, DecodeValidate
+from jobs.operators.detect import SCORES, DetectEpisodes
+from jobs.operators.redis_sink import WriteEventsToRedis
+from jobs.runtime import flink_configuration
+from udfs.batch_scorer import BatchScorer
+from vad.config import Config, load_config
+from vad.kafka_clients import flink_properties
+
+log = logging.getLogger(__name__)
+
+
+def kafka_source(cfg: Config) -> KafkaSource:
+    k, j = cfg.kafka, cfg.job
+    start = {
+        "earliest": KafkaOffsetsInitializer.earliest(),
+        "latest": KafkaOffsetsInitializer.latest(),
+        "committed": KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST),
+    }[j.start_from]
+    b = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(k.bootstrap_servers)
+        .set_topics(k.topics.features)
+        .set_group_id(k.group_id)
+        .set_starting_offsets(start)
+        .set_value_only_deserializer(ByteArraySchema())
+        .set_properties(flink_properties(k))
+    )
+    if j.bounded:
+        b = b.set_bounded(KafkaOffsetsInitializer.latest())
+    return b.build()
+
+
+def kafka_sink(cfg: Config, topic: str, name: str) -> KafkaSink:
+    k, j = cfg.kafka, cfg.job
+    serializer = (
+        KafkaRecordSerializationSchema.builder().set_topic(topic).set_value_serialization_schema(SimpleStringSchema())
+    )
+    # Each sink subtask writes to one partition: a camera's events come from one subtask (keyed
+    # upstream), so they stay in order in one partition. PyFlink does not wrap setPartitioner.
+    jvm = get_gateway().jvm
+    serializer._j_builder.setPartitioner(
+        jvm.org.apache.flink.streaming.connectors.kafka.partitioner.FlinkFixedPartitioner()
+    )
+    b = KafkaSink.builder().set_bootstrap_servers(k.bootstrap_servers).set_record_serializer(serializer.build())
+    for key, value in flink_properties(k).items():
+        b = b.set_property(key, value)
+    if j.delivery == "exactly_once":
+        b = (
+            b.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+            .set_transactional_id_prefix(f"{k.group_id}-{name}")
+            .set_property("transaction.timeout.ms", str(j.transaction_timeout_ms))
+        )
+    else:
+        b = b.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+    return b.build()
+
+
+def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
+    j = cfg.job
+    model = str(cfg.resolve(j.model_path))
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(j.watermark_ooo_ms)).with_idleness(
+        Duration.of_millis(j.idle_timeout_ms)
+    )
+    # Source -> features: raw bytes, decoded and validated; bad records to the dead-letter topic.
+    raw = env.from_source(kafka_source(cfg), watermarks, "frame-features").uid("kafka-frame-features")
+    frames = raw.process(DecodeValidate(j.score_shards)).name("decode-validate").uid("decode-validate")
+    frames.get_side_output(DEAD_LETTER).sink_to(kafka_sink(cfg, cfg.kafka.topics.dead_letter, "dlq")).name(
+        "dead-letter-sink"
+    ).uid("dead-letter-sink")
+    # Score: windows of all cameras in a shard, batched into one ONNX call.
+    scores = (
+        frames.key_by(lambda r: r[0], key_type=Types.INT())
+        .process(BatchScorer(model, j.window, j.batch_size, j.batch_max_delay_ms, j.state_ttl_s))
+        .name("batch-score")
+        .uid("batch-score")
+    )
+    # Detect: per-camera episodes with hysteresis; events as JSON strings.
+    events = (
+        scores.key_by(lambda s: s[0], key_type=Types.STRING())
+        .process(DetectEpisodes(cfg.detect, model, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores), Types.STRING())
+        .name("detect-episodes")
+        .uid("detect-episodes")
+    )
+    if j.emit_scores:
+        events.get_side_output(SCORES).sink_to(kafka_sink(cfg, cfg.kafka.topics.scores, "scores")).name(
+            "scores-sink"
+        ).uid("scores-sink")
+    # Sinks: Redis (idempotent) then Kafka.
+    (
+        events.map(WriteEventsToRedis(cfg.redis), Types.STRING())
+        .name("redis-events")
+        .uid("redis-events")
+        .sink_to(kafka_sink(cfg, cfg.kafka.topics.events, "events"))
+        .name("events-sink")
+        .uid("events-sink")
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--config", default=None, help="YAML config (environment VAD_* overrides apply)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_config(args.config)
+    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
+    build(env, cfg)
+    env.execute("vad-anomaly-detection")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,54 @@
+"""A real KRaft broker and Redis server for the integration tests, on ports of their own, started
+once per session by the project's own stack code and always stopped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vad import stack
+from vad.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+PORTS = {"VAD_STACK__KAFKA_PORT": "29092", "VAD_STACK__CONTROLLER_PORT": "29093", "VAD_STACK__REDIS_PORT": "26379"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory) -> dict[str, str]:
+    state = tmp_path_factory.mktemp("stack")
+    env = {
+        **PORTS,
+        "VAD_STACK__STATE_DIR": str(state),
+        "VAD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{PORTS['VAD_STACK__KAFKA_PORT']}",
+        "VAD_REDIS__PORT": PORTS["VAD_STACK__REDIS_PORT"],
+        "VAD_KAFKA__TOPICS__PARTITIONS": "2",
+    }
+    cfg = load_config(env=env)
+    stack.up(cfg)
+    try:
+        yield env
+    finally:
+        stack.down(cfg)
+
+
+@pytest.fixture(scope="session")
+def run_vad(stack_env):
+    """Run the `vad` CLI in a subprocess against the test stack, bounded in time."""
+
+    def run(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = {**os.environ, **stack_env, **(extra_env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "vad.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
+
+    return run

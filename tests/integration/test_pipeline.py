@@ -1,0 +1,67 @@
+"""End to end on real parts: Ped2 video -> edge producer -> Kafka -> Flink mini-cluster job ->
+ONNX scoring -> events in Kafka and Redis; a malformed record goes to the dead-letter topic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kafka import KafkaProducer
+
+from vad.config import load_config
+from vad.consumer import read_kafka_events, read_redis_events
+
+CLIP = "Test004"  # a bicycle and more from frame 31 on (labels.json)
+CAMERA = "ped2-test004"
+
+
+@pytest.fixture(scope="module")
+def job_run(stack_env, ped2, run_vad):
+    cfg = load_config(env=stack_env)
+    # A malformed record first: the job must dead-letter it and keep going.
+    p = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers)
+    p.send(cfg.kafka.topics.features, key=b"broken-cam", value=b"VADF\x01 not a record")
+    p.flush()
+    p.close()
+    prod = run_vad("produce", "--camera", CAMERA, "--source", str(ped2 / "test" / f"{CLIP}.mp4"))
+    assert prod.returncode == 0, prod.stderr
+    stats = json.loads(prod.stdout.strip().splitlines()[-1])
+    job = run_vad("run", extra_env={"VAD_JOB__BOUNDED": "true", "VAD_JOB__EMIT_SCORES": "true"}, timeout=600)
+    assert job.returncode == 0, job.stderr[-5000:]
+    return cfg, stats
+
+
+def test_every_frame_is_scored(job_run):
+    cfg, stats = job_run
+    scores = read_kafka_events(cfg, timeout_s=20, expect=stats["sent"], topic=cfg.kafka.topics.scores)
+    frames = sorted(s["frame_index"] for s in scores if s["camera_id"] == CAMERA)
+    assert frames == list(range(stats["sent"]))
+
+
+def test_anomalous_clip_yields_an_event_over_the_labelled_interval(job_run, ped2_labels):
+    cfg, _ = job_run
+    kafka_events = read_kafka_events(cfg, timeout_s=20)
+    redis_events = read_redis_events(cfg)
+    ((lo, hi),) = ped2_labels[CLIP]["anomalous_frames"]
+    lo, hi = lo - 1, hi - 1  # labels are 1-based; frame_index is 0-based
+
+    def overlapping(events):
+        closed = [e for e in events if e["camera_id"] == CAMERA and e["phase"] == "close"]
+        return {e["event_id"] for e in closed if e["start_frame"] <= hi and e["end_frame"] >= lo}
+
+    hits = overlapping(kafka_events)
+    assert hits, f"no event overlaps frames {lo}-{hi}: {[(e['phase'], e['start_frame']) for e in kafka_events]}"
+    assert hits == overlapping(redis_events)
+    # one event per episode: every OPEN has exactly one CLOSE, ids never repeat a phase/seq
+    keys = [(e["event_id"], e["seq"]) for e in kafka_events]
+    assert len(keys) == len(set(keys))
+    opens = sorted(e["event_id"] for e in kafka_events if e["phase"] == "open")
+    closes = sorted(e["event_id"] for e in kafka_events if e["phase"] == "close")
+    assert opens == closes
+
+
+def test_malformed_record_goes_to_dead_letter_with_reason(job_run):
+    cfg, _ = job_run
+    dead = read_kafka_events(cfg, timeout_s=20, expect=1, topic=cfg.kafka.topics.dead_letter)
+    assert len(dead) == 1
+    assert dead[0]["reason"] == "truncated" and dead[0]["size"] == len(b"VADF\x01 not a record")

@@ -1,0 +1,182 @@
+"""Per-camera episode detection on a stream of frame scores: the one implementation used by the
+Flink job and by offline evaluation, so both give the same events for the same scores.
+
+Rules (all causal: a decision at frame i uses frames <= i only):
+- smoothing: exponential moving average of the frame score (``ema_alpha`` weight on the new frame);
+- OPEN when the smoothed score has been >= threshold for ``min_frames`` consecutive frames and the
+  camera is out of its cooldown; the event starts at the first of those frames;
+- UPDATE every ``update_every`` frames while open, carrying the peak score and the peak's cell heatmap;
+- CLOSE when the smoothed score drops below ``threshold * close_ratio`` (hysteresis), at a stream
+  gap, or when the camera goes silent (the job's timer calls ``close``);
+- a frame whose index is not above the last one seen is a duplicate or late and is dropped (counted).
+The event id is derived from camera and start frame only, so a replay yields the same ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vad.config import DetectConfig
+
+EVENT_SCHEMA = "vad.event/v1"
+_ID_NAMESPACE = uuid.UUID("6f1c8f5e-6a39-4c1e-9a57-0d1f1f7c2a10")
+
+
+def event_id(camera_id: str, start_frame: int) -> str:
+    return uuid.uuid5(_ID_NAMESPACE, f"{camera_id}/{start_frame}").hex
+
+
+@dataclass
+class OpenEvent:
+    event_id: str
+    start_frame: int
+    start_ts_ms: int
+    peak_score: float
+    peak_frame: int
+    heatmap: list[list[float]]
+    seq: int = 0
+    last_update_frame: int = 0
+
+
+@dataclass
+class CameraState:
+    last_frame: int = -1
+    last_ts: int = 0
+    ema: float | None = None
+    run: int = 0  # consecutive frames with ema >= threshold
+    run_start_frame: int = 0
+    run_start_ts: int = 0
+    cooldown_until: int = -1
+    open: OpenEvent | None = None
+    dropped: int = 0
+
+
+class EpisodeDetector:
+    def __init__(self, cfg: DetectConfig, threshold: float, model_version: str = ""):
+        if not threshold > 0:
+            raise ValueError("threshold must be positive")
+        self.cfg = cfg
+        self.base_threshold = float(threshold)
+        self.model_version = model_version
+
+    def threshold_for(self, camera_id: str) -> float:
+        o = self.cfg.cameras.get(camera_id)
+        return self.base_threshold / (o.sensitivity if o else 1.0)
+
+    def frame_score(self, camera_id: str, frame_score: float, cells: np.ndarray | None) -> float:
+        """The model's frame score is the max over cells; a region mask recomputes it without
+        the masked cells."""
+        o = self.cfg.cameras.get(camera_id)
+        if not o or not o.mask or cells is None:
+            return float(frame_score)
+        m = cells.astype(np.float32, copy=True)
+        for r, c in o.mask:
+            if 0 <= r < m.shape[0] and 0 <= c < m.shape[1]:
+                m[r, c] = -np.inf
+        return float(m.max()) if np.isfinite(m).any() else 0.0
+
+    def step(
+        self,
+        st: CameraState,
+        camera_id: str,
+        frame: int,
+        ts_ms: int,
+        score: float,
+        cells: np.ndarray | None = None,
+        gap: bool = False,
+    ) -> list[dict]:
+        if frame <= st.last_frame:
+            st.dropped += 1
+            return []
+        out: list[dict] = []
+        if gap:
+            out += self.close(st, camera_id, reason="gap")
+            st.ema, st.run = None, 0
+        st.last_frame, st.last_ts = frame, ts_ms
+        s = self.frame_score(camera_id, score, cells)
+        a = self.cfg.ema_alpha
+        st.ema = s if st.ema is None else a * s + (1 - a) * st.ema
+        thr = self.threshold_for(camera_id)
+        if st.ema >= thr:
+            if st.run == 0:
+                st.run_start_frame, st.run_start_ts = frame, ts_ms
+            st.run += 1
+        else:
+            st.run = 0
+        ev = st.open
+        if ev is None:
+            if st.run >= self.cfg.min_frames and frame > st.cooldown_until:
+                st.open = OpenEvent(
+                    event_id=event_id(camera_id, st.run_start_frame),
+                    start_frame=st.run_start_frame,
+                    start_ts_ms=st.run_start_ts,
+                    peak_score=st.ema,
+                    peak_frame=frame,
+                    heatmap=_heatmap(cells),
+                    last_update_frame=frame,
+                )
+                out.append(self._event(st.open, camera_id, "open", frame, ts_ms, thr))
+            return out
+        if st.ema > ev.peak_score:
+            ev.peak_score, ev.peak_frame, ev.heatmap = st.ema, frame, _heatmap(cells)
+        if st.ema < thr * self.cfg.close_ratio:
+            out += self.close(st, camera_id, reason="score", frame=frame, ts_ms=ts_ms)
+        elif frame - ev.last_update_frame >= self.cfg.update_every:
+            ev.last_update_frame = frame
+            out.append(self._event(ev, camera_id, "update", frame, ts_ms, thr))
+        return out
+
+    def close(
+        self, st: CameraState, camera_id: str, reason: str, frame: int | None = None, ts_ms: int | None = None
+    ) -> list[dict]:
+        ev = st.open
+        if ev is None:
+            return []
+        st.open = None
+        st.run = 0
+        end = st.last_frame if frame is None else frame
+        st.cooldown_until = end + self.cfg.cooldown_frames
+        ts = st.last_ts if ts_ms is None else ts_ms
+        e = self._event(ev, camera_id, "close", end, ts, self.threshold_for(camera_id))
+        e["close_reason"] = reason
+        return [e]
+
+    def _event(self, ev: OpenEvent, camera_id: str, phase: str, frame: int, ts_ms: int, thr: float) -> dict:
+        ev.seq += 1
+        return {
+            "schema": EVENT_SCHEMA,
+            "event_id": ev.event_id,
+            "camera_id": camera_id,
+            "phase": phase,
+            "seq": ev.seq,
+            "start_frame": ev.start_frame,
+            "end_frame": frame,
+            "start_ts_ms": ev.start_ts_ms,
+            "ts_ms": ts_ms,
+            "peak_score": round(float(ev.peak_score), 5),
+            "peak_frame": ev.peak_frame,
+            "threshold": round(float(thr), 5),
+            "heatmap": ev.heatmap,
+            "model_version": self.model_version,
+        }
+
+
+def _heatmap(cells: np.ndarray | None) -> list[list[float]]:
+    if cells is None:
+        return []
+    return np.round(np.asarray(cells, np.float32), 3).tolist()
+
+
+def state_to_dict(st: CameraState) -> dict:
+    return asdict(st)
+
+
+def state_from_dict(d: dict) -> CameraState:
+    d = dict(d)
+    ev = d.pop("open")
+    st = CameraState(**d)
+    st.open = OpenEvent(**ev) if ev else None
+    return st

@@ -1,0 +1,85 @@
+"""Redis layout for events, shared by the job's writer and the `vad events` reader.
+
+Keys (prefix from config, default ``vad``):
+- ``{p}:events:{camera}``   stream of event JSON (field ``event``), trimmed to ``stream_maxlen``;
+- ``{p}:camera:{camera}``   hash with the camera's latest state (``state`` = anomaly | normal, the
+  last event id, phase, timestamp and JSON);
+- ``{p}:events:recent``     sorted set of event ids by timestamp, trimmed by age (``event_ttl_s``);
+- ``{p}:seen:{id}:{seq}``   dedup keys with a TTL, so replays do not append twice.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from vad.config import RedisConfig
+
+_WRITE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[3])
+  redis.call('HSET', KEYS[3], 'state', ARGV[7], 'last_event_id', ARGV[4], 'last_phase', ARGV[6],
+             'last_ts_ms', ARGV[5], 'last_event', ARGV[3])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[5]) - 1000 * tonumber(ARGV[1]))
+  return 1
+end
+return 0
+"""
+
+
+def connect(cfg: RedisConfig) -> redis.Redis:
+    return redis.Redis(
+        host=cfg.host,
+        port=cfg.port,
+        db=cfg.db,
+        password=cfg.password.get_secret_value() if cfg.password else None,
+        ssl=cfg.tls,
+        socket_timeout=cfg.timeout_s,
+        socket_connect_timeout=cfg.timeout_s,
+        decode_responses=True,
+    )
+
+
+class RedisEventStore:
+    transient_errors = (redis.ConnectionError, redis.TimeoutError)
+
+    def __init__(self, cfg: RedisConfig):
+        self.cfg = cfg
+        self.r = connect(cfg)
+        self._write = self.r.register_script(_WRITE)
+
+    def close(self) -> None:
+        self.r.close()
+
+    def stream_key(self, camera: str) -> str:
+        return f"{self.cfg.key_prefix}:events:{camera}"
+
+    def camera_key(self, camera: str) -> str:
+        return f"{self.cfg.key_prefix}:camera:{camera}"
+
+    @property
+    def recent_key(self) -> str:
+        return f"{self.cfg.key_prefix}:events:recent"
+
+    def write_event(self, event: dict, raw: str) -> bool:
+        """True if written, False if this (event id, seq) was already there."""
+        cam, eid = event["camera_id"], event["event_id"]
+        keys = [
+            f"{self.cfg.key_prefix}:seen:{eid}:{event['seq']}",
+            self.stream_key(cam),
+            self.camera_key(cam),
+            self.recent_key,
+        ]
+        state = "normal" if event["phase"] == "close" else "anomaly"
+        args = [self.cfg.event_ttl_s, self.cfg.stream_maxlen, raw, eid, event["ts_ms"], event["phase"], state]
+        return bool(self._write(keys=keys, args=args))
+
+    def cameras(self) -> list[str]:
+        pre = f"{self.cfg.key_prefix}:camera:"
+        return sorted(k[len(pre) :] for k in self.r.scan_iter(match=pre + "*", count=500))
+
+    def events(self, camera: str, count: int = 10_000) -> list[str]:
+        return [fields["event"] for _id, fields in self.r.xrange(self.stream_key(camera), count=count)]
+
+    def camera_state(self, camera: str) -> dict:
+        return self.r.hgetall(self.camera_key(camera))

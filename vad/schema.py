@@ -1,0 +1,216 @@
+"""The frame-feature record: the one wire schema shared by producer, job, consumers and tests.
+
+A record carries one sampled frame's motion features reduced to a grid of cells. It is binary
+(a fixed little-endian header, the camera id, then float32 cells) because a JSON float list would be
+~4x larger and slower to parse in the job's hot path. ``to_json``/``from_json`` exist for debugging.
+
+Wire layout, schema version 1 (all little-endian)::
+
+    offset size field
+    0      4    magic  b"VADF"
+    4      1    schema version (1)
+    5      1    flags (bit 0: GAP, the stream restarted or frames were lost before this one)
+    6      2    camera id length in bytes (n)
+    8      8    frame index (uint64, per camera, increasing)
+    16     8    event timestamp, ms since the Unix epoch (int64)
+    24     2    frame width  (pixels, before any edge resize)
+    26     2    frame height
+    28     2    grid rows
+    30     2    grid cols
+    32     2    channels per cell (must equal len(CHANNELS) for this version)
+    34     n    camera id, UTF-8
+    34+n   4*rows*cols*channels  features, float32, C order [rows, cols, channels]
+
+Channel layout of version 1 (per cell) is ``CHANNELS`` below: mean flow dx and dy (pixels/frame at
+the original resolution), mean flow magnitude, a magnitude-weighted histogram of flow direction in
+8 bins of 45 degrees centred on +x, then turning towards +y (image coordinates, y down: bin 2 is
+motion down the image), and a foreground cue (mean absolute frame difference, 0-1 scale).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+MAGIC = b"VADF"
+FLAG_GAP = 0x01
+_KNOWN_FLAGS = FLAG_GAP
+
+DIRECTION_BINS = 8
+CHANNELS: tuple[str, ...] = (
+    "dx",
+    "dy",
+    "mag",
+    *(f"dir{i}" for i in range(DIRECTION_BINS)),
+    "fg",
+)
+N_CHANNELS = len(CHANNELS)
+
+_HEADER = struct.Struct("<4sBBHQqHHHHH")
+HEADER_SIZE = _HEADER.size
+
+MAX_CAMERA_ID_BYTES = 128
+MAX_GRID_SIDE = 256
+MAX_RECORD_BYTES = 1 << 20
+# Far enough apart to reject garbage timestamps (year 2000 .. 2200) yet accept every real clock.
+MIN_TS_MS = 946_684_800_000
+MAX_TS_MS = 7_258_118_400_000
+_CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
+
+
+class SchemaError(ValueError):
+    """A record that does not satisfy the schema. ``reason`` is a short stable code for metrics."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    camera_id: str
+    frame_index: int
+    ts_ms: int
+    frame_width: int
+    frame_height: int
+    features: np.ndarray  # float32 [rows, cols, N_CHANNELS]
+    flags: int = 0
+    schema_version: int = field(default=SCHEMA_VERSION)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return int(self.features.shape[0]), int(self.features.shape[1])
+
+    @property
+    def gap(self) -> bool:
+        return bool(self.flags & FLAG_GAP)
+
+    def validate(self) -> FrameFeatures:
+        validate_camera_id(self.camera_id)
+        if self.schema_version != SCHEMA_VERSION:
+            raise SchemaError("unsupported_version", f"schema version {self.schema_version}")
+        if self.flags & ~_KNOWN_FLAGS:
+            raise SchemaError("bad_flags", f"unknown flag bits {self.flags:#x}")
+        if not 0 <= self.frame_index < 2**63:
+            raise SchemaError("bad_frame_index", f"frame index {self.frame_index} out of range")
+        if not MIN_TS_MS <= self.ts_ms <= MAX_TS_MS:
+            raise SchemaError("bad_timestamp", f"ts_ms {self.ts_ms} outside 2000..2200")
+        if not (0 < self.frame_width < 65536 and 0 < self.frame_height < 65536):
+            raise SchemaError("bad_frame_size", f"{self.frame_width}x{self.frame_height}")
+        f = self.features
+        if not isinstance(f, np.ndarray) or f.dtype != np.float32 or f.ndim != 3:
+            raise SchemaError("bad_shape", "features must be a float32 array [rows, cols, C]")
+        rows, cols, ch = f.shape
+        if not (0 < rows <= MAX_GRID_SIDE and 0 < cols <= MAX_GRID_SIDE):
+            raise SchemaError("bad_shape", f"grid {rows}x{cols} outside 1..{MAX_GRID_SIDE}")
+        if ch != N_CHANNELS:
+            raise SchemaError("bad_shape", f"{ch} channels, version 1 has {N_CHANNELS}")
+        if not np.isfinite(f).all():
+            raise SchemaError("non_finite", "features contain NaN or infinity")
+        return self
+
+    def encode(self) -> bytes:
+        self.validate()
+        cam = self.camera_id.encode("utf-8")
+        rows, cols, ch = self.features.shape
+        head = _HEADER.pack(
+            MAGIC,
+            self.schema_version,
+            self.flags,
+            len(cam),
+            self.frame_index,
+            self.ts_ms,
+            self.frame_width,
+            self.frame_height,
+            rows,
+            cols,
+            ch,
+        )
+        return head + cam + np.ascontiguousarray(self.features, dtype="<f4").tobytes()
+
+    def to_json(self) -> str:
+        """Debug form: readable, lossless for float32, ~4x larger than the wire form."""
+        return json.dumps(
+            {
+                "schema_version": self.schema_version,
+                "camera_id": self.camera_id,
+                "frame_index": self.frame_index,
+                "ts_ms": self.ts_ms,
+                "frame_size": [self.frame_width, self.frame_height],
+                "grid_shape": list(self.grid_shape),
+                "channels": list(CHANNELS),
+                "flags": self.flags,
+                "features": self.features.tolist(),
+            }
+        )
+
+    @staticmethod
+    def from_json(text: str) -> FrameFeatures:
+        try:
+            d = json.loads(text)
+            rec = FrameFeatures(
+                camera_id=d["camera_id"],
+                frame_index=int(d["frame_index"]),
+                ts_ms=int(d["ts_ms"]),
+                frame_width=int(d["frame_size"][0]),
+                frame_height=int(d["frame_size"][1]),
+                features=np.asarray(d["features"], dtype=np.float32),
+                flags=int(d.get("flags", 0)),
+                schema_version=int(d["schema_version"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise SchemaError("bad_json", str(e)) from e
+        return rec.validate()
+
+
+def validate_camera_id(camera_id: object) -> str:
+    if not isinstance(camera_id, str) or not camera_id:
+        raise SchemaError("bad_camera_id", "camera id must be a non-empty string")
+    if len(camera_id.encode("utf-8")) > MAX_CAMERA_ID_BYTES:
+        raise SchemaError("bad_camera_id", f"camera id longer than {MAX_CAMERA_ID_BYTES} bytes")
+    if not _CAMERA_ID_RE.match(camera_id):
+        raise SchemaError("bad_camera_id", f"camera id {camera_id!r} has characters outside [A-Za-z0-9_.:-/]")
+    return camera_id
+
+
+def decode(data: bytes) -> FrameFeatures:
+    """Parse and validate one wire record; raise SchemaError with a reason code otherwise."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SchemaError("bad_type", f"expected bytes, got {type(data).__name__}")
+    n = len(data)
+    if n > MAX_RECORD_BYTES:
+        raise SchemaError("oversize", f"{n} bytes > {MAX_RECORD_BYTES}")
+    if n < HEADER_SIZE:
+        raise SchemaError("truncated", f"{n} bytes, header needs {HEADER_SIZE}")
+    magic, ver, flags, cam_len, idx, ts, w, h, rows, cols, ch = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise SchemaError("bad_magic", f"magic {magic!r} is not {MAGIC!r}")
+    if ver != SCHEMA_VERSION:
+        raise SchemaError("unsupported_version", f"schema version {ver}, this reader knows {SCHEMA_VERSION}")
+    if ch != N_CHANNELS or not (0 < rows <= MAX_GRID_SIDE and 0 < cols <= MAX_GRID_SIDE):
+        raise SchemaError("bad_shape", f"grid {rows}x{cols}x{ch}")
+    want = HEADER_SIZE + cam_len + 4 * rows * cols * ch
+    if n != want:
+        raise SchemaError("bad_length", f"{n} bytes, header says {want}")
+    try:
+        cam = bytes(data[HEADER_SIZE : HEADER_SIZE + cam_len]).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SchemaError("bad_camera_id", "camera id is not UTF-8") from e
+    feats = np.frombuffer(data, dtype="<f4", offset=HEADER_SIZE + cam_len).reshape(rows, cols, ch)
+    rec = FrameFeatures(cam, idx, ts, w, h, feats.astype(np.float32, copy=False), flags, ver)
+    return rec.validate()
+
+
+def peek_camera_id(data: bytes) -> str | None:
+    """Best-effort camera id of a possibly malformed record, for dead-letter keys."""
+    try:
+        cam_len = struct.unpack_from("<H", data, 6)[0]
+        return bytes(data[HEADER_SIZE : HEADER_SIZE + min(cam_len, MAX_CAMERA_ID_BYTES)]).decode("utf-8")
+    except Exception:  # any failure just means "unknown"
+        return None

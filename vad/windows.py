@@ -1,0 +1,23 @@
+"""Windows of the last T feature grids: one definition for the job's keyed state and for offline
+scoring, so a frame gets the same window in both."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def window_at(history: np.ndarray, t: int) -> np.ndarray:
+    """The window ending with the newest grid of ``history`` [k, rows, cols, C], length ``t``.
+
+    Before a camera has t grids (stream start, after a gap) the oldest grid is repeated, so the first
+    frames are scored at once instead of waiting t frames."""
+    k = history.shape[0]
+    if k >= t:
+        return history[k - t :]
+    pad = np.repeat(history[:1], t - k, axis=0)
+    return np.concatenate([pad, history], axis=0)
+
+
+def clip_windows(grids: np.ndarray, t: int) -> np.ndarray:
+    """Every frame's causal window for a whole clip [n, rows, cols, C] -> [n, t, rows, cols, C]."""
+    return np.stack([window_at(grids[max(0, i - t + 1) : i + 1], t) for i in range(grids.shape[0])])
