@@ -1,5 +1,5 @@
 # `make demo` and `make test` do all set-up on a fresh machine (see scripts/setup.sh).
-.PHONY: setup demo test test-unit lint format bench clean stack-up stack-down model
+.PHONY: setup demo test test-unit lint format bench clean stack-up stack-down model k8s-validate
 
 VENV := .venv/bin
 
@@ -31,6 +31,10 @@ bench: setup
 # The default model, trained on the Ped2 training clips (see models/README.md).
 model: setup
 	$(VENV)/vad train --data ../shared/datasets/ucsd_ped2 --out models/default
+
+# Render k8s/ with kustomize and validate offline (kubeconform, schemas from registries).
+k8s-validate:
+	bash k8s/tools/validate.sh
 
 stack-up: setup
 	$(VENV)/vad stack up

@@ -1,0 +1,206 @@
+"""The Kubernetes manifests render and validate offline, and the validator has teeth.
+
+Runs k8s/tools/validate.sh (kustomize + kubeconform -strict against schemas built from published
+artifacts, then the cross-object rules of check_rendered.py), and checks that the same validator
+rejects broken manifests, that the rendered job config loads with the project's own config model,
+and that the Flink version agrees everywhere it is pinned. Needs go, mvn, java and the package
+registries on the first run (about a minute or two); later runs use .cache/ and take seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VALIDATE = REPO / "k8s" / "tools" / "validate.sh"
+RENDERED = REPO / ".cache" / "k8s" / "rendered"
+TARGETS = ("base", "dev", "prod")
+TIMEOUT_S = 900
+# A cold first run builds tools and schemas (minutes); later ones take seconds.
+pytestmark = pytest.mark.timeout(TIMEOUT_S)
+
+
+def run_validate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(VALIDATE), *args], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def validated() -> subprocess.CompletedProcess[str]:
+    return run_validate()
+
+
+@pytest.fixture(scope="module")
+def rendered(validated) -> dict[str, list[dict]]:
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    return {t: json.loads((RENDERED / f"{t}.json").read_text()) for t in TARGETS}
+
+
+def one(docs: list[dict], kind: str) -> dict:
+    (found,) = [d for d in docs if d["kind"] == kind]
+    return found
+
+
+def test_validate_sh_passes_for_base_and_overlays(validated):
+    out = validated.stdout + validated.stderr
+    assert validated.returncode == 0, out
+    assert "all manifests valid" in out
+    # Every target was rendered and every object in it checked by kubeconform, none skipped.
+    summaries = re.findall(r"Summary: (\d+) resources? found .* Invalid: (\d+), Errors: (\d+), Skipped: (\d+)", out)
+    assert len(summaries) == len(TARGETS) + 1, out  # + k8s/examples
+    for found, invalid, errors, skipped in summaries:
+        assert int(found) > 0 and (invalid, errors, skipped) == ("0", "0", "0"), out
+
+
+def test_every_target_renders_the_expected_kinds(rendered):
+    for target, docs in rendered.items():
+        kinds = {d["kind"] for d in docs}
+        want = {"FlinkDeployment", "ConfigMap", "KafkaTopic", "PodMonitor", "PrometheusRule", "ServiceAccount"}
+        assert want <= kinds, (target, kinds)
+    # Credentials are generated only by the dev overlay, never in base or prod.
+    assert not [d for d in rendered["prod"] + rendered["base"] if d["kind"] == "Secret"]
+    assert len([d for d in rendered["dev"] if d["kind"] == "Secret"]) == 3
+
+
+def _broken_variants(fd: dict) -> dict[str, tuple[dict, str]]:
+    """name -> (manifest, text the rejection must mention)."""
+    out = {}
+    b = copy.deepcopy(fd)
+    b["spec"]["job"]["parallelism"] = "four"  # wrong type
+    out["wrong-type"] = (b, "/spec/job/parallelism")
+    b = copy.deepcopy(fd)
+    b["spec"]["job"]["paralelism"] = 4  # misspelt field: only caught by strict schemas
+    out["unknown-field"] = (b, "paralelism")
+    b = copy.deepcopy(fd)
+    b["spec"]["flinkVersion"] = "v9_9"  # the (widened) enum still holds
+    out["bad-enum"] = (b, "/spec/flinkVersion")
+    b = copy.deepcopy(fd)
+    b["spec"]["podTemplate"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "9249"
+    out["pod-template"] = (b, "containerPort")
+    return out
+
+
+@pytest.mark.parametrize("variant", ["wrong-type", "unknown-field", "bad-enum", "pod-template"])
+def test_broken_flinkdeployment_is_rejected(rendered, tmp_path, variant):
+    fd = one(rendered["prod"], "FlinkDeployment")
+    manifest, mention = _broken_variants(fd)[variant]
+    path = tmp_path / f"{variant}.yaml"
+    path.write_text(json.dumps(manifest))  # JSON is YAML
+    res = run_validate("--files", str(path))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "FlinkDeployment vad-anomaly is invalid" in out and mention in out, out
+
+
+def test_validator_accepts_the_unbroken_control_and_refuses_unknown_kinds(rendered, tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps(one(rendered["prod"], "FlinkDeployment")))
+    res = run_validate("--files", str(good))
+    assert res.returncode == 0, res.stdout + res.stderr
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(json.dumps({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}))
+    res = run_validate("--files", str(unknown))
+    assert res.returncode != 0 and "could not find schema" in res.stdout + res.stderr
+
+
+def _load_check_rendered():
+    spec = importlib.util.spec_from_file_location("check_rendered", REPO / "k8s" / "tools" / "check_rendered.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cross_object_rules_catch_mistakes(rendered):
+    check = _load_check_rendered().check
+    prod = rendered["prod"]
+    assert check(prod, "forbid", "vad.frame-features") == []
+
+    fewer = copy.deepcopy(prod)
+    next(t for t in fewer if t.get("spec", {}).get("topicName") == "vad.frame-features")["spec"]["partitions"] = 8
+    assert any("partitions" in e for e in check(fewer, "forbid", "vad.frame-features"))
+
+    inline = copy.deepcopy(prod)
+    env = one(inline, "FlinkDeployment")["spec"]["podTemplate"]["spec"]["containers"][0]["env"]
+    env.append({"name": "VAD_REDIS__PASSWORD", "value": "hunter2"})
+    assert any("secretKeyRef" in e for e in check(inline, "forbid", "vad.frame-features"))
+
+    drift = copy.deepcopy(prod)
+    one(drift, "FlinkDeployment")["spec"]["job"]["parallelism"] = 3
+    assert any("VAD_JOB__PARALLELISM" in e for e in check(drift, "forbid", "vad.frame-features"))
+
+    leaked = [*copy.deepcopy(prod), {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}]
+    assert any("Secret x" in e for e in check(leaked, "forbid", "vad.frame-features"))
+
+
+def test_autoscaler_bounds_follow_partitions(rendered):
+    want = {"dev": 2, "base": 4, "prod": 12}
+    for target, docs in rendered.items():
+        fd = one(docs, "FlinkDeployment")
+        conf = fd["spec"]["flinkConfiguration"]
+        assert conf["job.autoscaler.enabled"] == "true"
+        assert float(conf["job.autoscaler.target.utilization"]) == pytest.approx(0.7)
+        topic = next(t for t in docs if t["kind"] == "KafkaTopic" and t["spec"]["topicName"] == "vad.frame-features")
+        assert topic["spec"]["partitions"] == want[target] == int(conf["job.autoscaler.vertex.max-parallelism"])
+
+
+def test_rendered_job_config_loads_with_the_project_model(rendered, tmp_path):
+    pytest.importorskip("pydantic")
+    from vad.config import load_config
+
+    for target, docs in rendered.items():
+        text = one(docs, "ConfigMap")["data"]["job.yaml"]
+        path = tmp_path / f"{target}.yaml"
+        path.write_text(text)
+        fd = one(docs, "FlinkDeployment")
+        container = fd["spec"]["podTemplate"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value", "placeholder") for e in container["env"]}
+        cfg = load_config(path, env=env)
+        assert cfg.job.parallelism == fd["spec"]["job"]["parallelism"]
+        assert cfg.kafka.topics.features == "vad.frame-features"
+        topic_names = {t["spec"]["topicName"] for t in docs if t["kind"] == "KafkaTopic"}
+        t = cfg.kafka.topics
+        assert {t.features, t.events, t.dead_letter, t.scores} == topic_names
+        # The job config file lands where the FlinkDeployment's args point.
+        assert fd["spec"]["job"]["args"][-2:] == ["--config", "/opt/vad/config/job.yaml"]
+
+
+def _flink_versions() -> dict[str, str]:
+    req = (REPO / "requirements.txt").read_text()
+    (pip_v,) = re.findall(r"^apache-flink==([0-9][^\s;#]*)", req, re.MULTILINE)
+    pom = ET.parse(REPO / "java" / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    pom_v = pom.find("m:properties/m:flink.version", ns).text.strip()
+    froms = re.findall(r"^FROM\s+(\S+)", (REPO / "docker" / "Dockerfile").read_text(), re.MULTILINE)
+    assert froms, "no FROM in docker/Dockerfile"
+    docker_vs = set()
+    for image in froms:
+        m = re.fullmatch(r"flink:([0-9.]+)-scala_2\.12-java17", image)
+        assert m, f"docker/Dockerfile: FROM {image} is not the pinned official Flink image"
+        docker_vs.add(m.group(1))
+    assert len(docker_vs) == 1, docker_vs
+    return {"requirements.txt": pip_v, "java/pom.xml": pom_v, "docker/Dockerfile": docker_vs.pop()}
+
+
+def test_flink_version_is_the_same_everywhere(rendered):
+    versions = _flink_versions()
+    assert len(set(versions.values())) == 1, versions
+    v = versions["requirements.txt"]
+    major, minor = v.split(".")[:2]
+    for target, docs in rendered.items():
+        for fd in (d for d in docs if d["kind"] == "FlinkDeployment"):
+            spec = fd["spec"]
+            assert spec["flinkVersion"] == f"v{major}_{minor}", (target, spec["flinkVersion"], v)
+            tag = spec["image"].rsplit(":", 1)[1]
+            assert tag == v or tag.startswith(f"{v}-"), (target, spec["image"], v)
+            assert spec["job"]["jarURI"] == f"local:///opt/flink/opt/flink-python-{v}.jar", target
+            env = {e["name"]: e.get("value") for e in spec["podTemplate"]["spec"]["containers"][0]["env"]}
+            assert env["ENABLE_BUILT_IN_PLUGINS"] == f"flink-s3-fs-presto-{v}.jar", target
