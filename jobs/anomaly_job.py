@@ -23,11 +23,10 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.java_gateway import get_gateway
 
-from jobs.operators.decode import DEAD_LETTER, DecodeValidate
-from jobs.operators.detect import SCORES, DetectEpisodes
+from jobs.operators.records import shard_key
 from jobs.operators.redis_sink import WriteEventsToRedis
 from jobs.runtime import flink_configuration
-from udfs.batch_scorer import BatchScorer
+from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
 from vad.config import Config, load_config
 from vad.kafka_clients import flink_properties
 
@@ -86,31 +85,30 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(j.watermark_ooo_ms)).with_idleness(
         Duration.of_millis(j.idle_timeout_ms)
     )
-    # Source -> features: raw bytes, decoded and validated; bad records to the dead-letter topic.
+    # Source: raw record bytes, event time from the Kafka record timestamp (the frame's time).
     raw = env.from_source(kafka_source(cfg), watermarks, "frame-features").uid("kafka-frame-features")
-    frames = raw.process(DecodeValidate(j.score_shards)).name("decode-validate").uid("decode-validate")
-    frames.get_side_output(DEAD_LETTER).sink_to(kafka_sink(cfg, cfg.kafka.topics.dead_letter, "dlq")).name(
+    # Features -> score -> detect: records of a shard of cameras are decoded and validated, windowed
+    # per camera, scored in one batched ONNX call and run through each camera's episode detector.
+    shards = j.score_shards
+    events = (
+        raw.key_by(lambda r: shard_key(r, shards), key_type=Types.INT())
+        .process(
+            ScoreAndDetect(
+                model, cfg.detect, j.batch_size, j.batch_max_delay_ms, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores
+            ),
+            Types.STRING(),
+        )
+        .name("score-detect")
+        .uid("score-detect")
+    )
+    # Sinks: malformed records, per-frame scores (optional), events to Redis (idempotent) then Kafka.
+    events.get_side_output(DEAD_LETTER).sink_to(kafka_sink(cfg, cfg.kafka.topics.dead_letter, "dlq")).name(
         "dead-letter-sink"
     ).uid("dead-letter-sink")
-    # Score: windows of all cameras in a shard, batched into one ONNX call.
-    scores = (
-        frames.key_by(lambda r: r[0], key_type=Types.INT())
-        .process(BatchScorer(model, j.window, j.batch_size, j.batch_max_delay_ms, j.state_ttl_s))
-        .name("batch-score")
-        .uid("batch-score")
-    )
-    # Detect: per-camera episodes with hysteresis; events as JSON strings.
-    events = (
-        scores.key_by(lambda s: s[0], key_type=Types.STRING())
-        .process(DetectEpisodes(cfg.detect, model, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores), Types.STRING())
-        .name("detect-episodes")
-        .uid("detect-episodes")
-    )
     if j.emit_scores:
         events.get_side_output(SCORES).sink_to(kafka_sink(cfg, cfg.kafka.topics.scores, "scores")).name(
             "scores-sink"
         ).uid("scores-sink")
-    # Sinks: Redis (idempotent) then Kafka.
     (
         events.map(WriteEventsToRedis(cfg.redis), Types.STRING())
         .name("redis-events")

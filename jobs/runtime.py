@@ -35,6 +35,12 @@ def flink_configuration(cfg: Config) -> Configuration:
         "execution.checkpointing.interval": f"{j.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.checkpoints-after-tasks-finish": "true",
+        "execution.checkpointing.storage": "filesystem",
+        "execution.checkpointing.dir": cfg.resolve_uri(j.checkpoint_dir),
+        "execution.checkpointing.savepoint-dir": cfg.resolve_uri(j.savepoint_dir),
+        # Kept when the job is cancelled or dies, so it can resume from the last one.
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "execution.checkpointing.num-retained": "3",
         "state.backend.type": j.state_backend,
         "restart-strategy.type": "exponential-delay",
         "restart-strategy.exponential-delay.initial-backoff": "1 s",
@@ -42,6 +48,8 @@ def flink_configuration(cfg: Config) -> Configuration:
         "restart-strategy.exponential-delay.attempts-before-reset-backoff": "10",
         "pipeline.name": "vad-anomaly-detection",
     }
+    if j.restore_from:
+        settings["execution.state-recovery.path"] = cfg.resolve_uri(j.restore_from)
     for k, v in settings.items():
         c.set_string(k, v)
     return c

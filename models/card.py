@@ -8,11 +8,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import tensors
+from vad.config import EdgeConfig
 
 
 class Calibration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     frames: int = Field(ge=1)
+    ema_alpha: float = Field(0.5, gt=0, le=1, description="smoothing the frame quantiles were taken after")
     # Quantiles of the causal frame score on normal (training) video, keys "0.99", "0.999", ...
     frame_score_quantiles: dict[str, float]
     cell_score_quantiles: dict[str, float]
@@ -40,6 +42,12 @@ class ModelCard(BaseModel):
         if quantile not in q:
             raise KeyError(f"model card has no calibration quantile {quantile}; it has {sorted(q)}")
         return q[quantile]
+
+    def edge_config(self, base: EdgeConfig) -> EdgeConfig:
+        """The edge settings the model was trained with, on top of ``base`` (fields the card does
+        not know keep their base values)."""
+        known = {k: v for k, v in self.edge.items() if k in EdgeConfig.model_fields}
+        return EdgeConfig.model_validate({**base.model_dump(mode="json"), **known})
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")

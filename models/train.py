@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from models import baseline, tensors
+from models import baseline, scalep, tensors
 from models.card import Calibration, ModelCard, card_path
-from vad.config import EdgeConfig
+from vad.config import EdgeConfig, EdgeSettings
 from vad.edge.clips import clip_features, list_clips
 from vad.schema import N_CHANNELS, SCHEMA_VERSION
 from vad.windows import clip_windows
@@ -36,39 +36,84 @@ def score_clips(
     return {name: scorer.score(clip_windows(g, window)) for name, g in clips.items()}
 
 
-def train(data: Path, out: Path, edge: EdgeConfig, window: int = 8) -> ModelCard:
+def _ema(x: np.ndarray, alpha: float) -> np.ndarray:
+    """The detector's causal smoothing (vad.detect), for calibrating thresholds on what it compares."""
+    out, e = np.empty(len(x)), None
+    for i, v in enumerate(x):
+        e = v if e is None else alpha * v + (1 - alpha) * e
+        out[i] = e
+    return out
+
+
+MODELS = {
+    # name: (fit(list of clips) -> params, build(params) -> ONNX, window the model needs)
+    "scalep": (lambda clips, w: scalep.fit(clips), lambda p, w: scalep.build_onnx(p, w), 1),
+    "baseline": (lambda clips, w: baseline.fit(clips, w), lambda p, w: baseline.build_onnx(p, w), 8),
+}
+
+
+def _fit_export(kind: str, clips: list[np.ndarray], path: Path) -> int:
+    fit, build, window = MODELS[kind]
+    onnx.save(build(fit(clips, window), window), path)
+    return window
+
+
+def train(data: Path, out: Path, edge: EdgeConfig, kind: str = "scalep", ema_alpha: float = 0.5) -> ModelCard:
+    """Fit on DIR/train, export ONNX + card. The card's thresholds are calibrated leave-one-clip-out:
+    each training clip is scored by a model fitted on the other clips, so the quantiles describe
+    normal video the model has not seen (in-sample quantiles would set thresholds too low)."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model {kind!r}; choose from {sorted(MODELS)}")
     t0 = time.monotonic()
     clips = extract(data / "train", edge, "features")
-    params = baseline.fit(list(clips.values()), window)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.onnx"
-    onnx.save(baseline.build_onnx(params, window), model_path)
-    scores = score_clips(model_path, clips, window)
-    frame = np.concatenate([s[0] for s in scores.values()])
-    cells = np.concatenate([s[1].ravel() for s in scores.values()])
+    window = _fit_export(kind, list(clips.values()), model_path)
+    frame_scores, cell_scores = [], []
+    if len(clips) >= 2:
+        tmp = out / ".loco.onnx"
+        for name in tqdm(clips, desc="calibration (leave one clip out)", unit="clip"):
+            _fit_export(kind, [g for k, g in clips.items() if k != name], tmp)
+            f, c = score_clips(tmp, {name: clips[name]}, window)[name]
+            frame_scores.append(_ema(f, ema_alpha))
+            cell_scores.append(c.ravel())
+        tmp.unlink()
+        note = "Calibration quantiles are leave-one-clip-out on the training clips (smoothed frame score)."
+    else:
+        f, c = score_clips(model_path, clips, window)[next(iter(clips))]
+        frame_scores, cell_scores = [_ema(f, ema_alpha)], [c.ravel()]
+        note = "One training clip: calibration quantiles are in-sample and optimistic."
+    frame = np.concatenate(frame_scores)
+    cells = np.concatenate(cell_scores)
     rows, cols = edge.grid_rows, edge.grid_cols
+    features = {k: getattr(edge, k) for k in EdgeSettings.model_fields}
     card = ModelCard(
-        name="vad-baseline-cell-zscore",
-        model_version=datetime.now(UTC).strftime("baseline-%Y%m%d%H%M%S"),
+        name=f"vad-{kind}",
+        model_version=datetime.now(UTC).strftime(f"{kind}-%Y%m%d%H%M%S"),
         feature_schema_version=SCHEMA_VERSION,
         window=window,
         grid=(rows, cols),
         channels=N_CHANNELS,
         input_shape=["batch", window, rows, cols, N_CHANNELS],
         outputs=[tensors.CELL_SCORES, tensors.FRAME_SCORE],
-        edge=edge.model_dump(mode="json"),
+        # Only the feature settings: camera sources (URLs, maybe with credentials) stay out of the card.
+        edge=EdgeSettings.model_validate(features).model_dump(
+            mode="json", exclude={"mask", "realtime", "decoder", "decode_threads"}
+        ),
         training_data={
             "folder": data.name,
             "clips": len(clips),
             "frames": int(sum(len(g) for g in clips.values())),
+            "seconds": round(time.monotonic() - t0, 1),
         },
         calibration=Calibration(
             frames=int(frame.size),
+            ema_alpha=ema_alpha,
             frame_score_quantiles={q: float(np.quantile(frame, float(q))) for q in QUANTILES},
             cell_score_quantiles={q: float(np.quantile(cells, float(q))) for q in QUANTILES},
         ),
-        notes="Calibration quantiles are in-sample on the training clips.",
+        notes=note,
     )
     card.save(card_path(model_path))
-    log.info("trained in %.1f s: %s", time.monotonic() - t0, model_path)
+    log.info("trained %s in %.1f s: %s", kind, time.monotonic() - t0, model_path)
     return card

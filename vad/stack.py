@@ -104,7 +104,8 @@ class Service:
 
 
 def state_dir(cfg: Config) -> Path:
-    return cfg.resolve(cfg.stack.state_dir)
+    # Resolved: a pid file is matched against the process's real working directory.
+    return cfg.resolve(cfg.stack.state_dir).resolve()
 
 
 def services(cfg: Config) -> tuple[Service, Service]:
@@ -149,7 +150,8 @@ def _start_kafka(cfg: Config, svc: Service) -> None:
     cp = f"{KAFKA_JARS}/*"
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+        # --cluster-id=: an id may start with "-", which a separate argument would parse as an option.
+        fmt = [java, "-cp", cp, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)]
         res = subprocess.run(fmt, capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
             raise StackError(f"formatting the KRaft log dir failed:\n{res.stdout}{res.stderr}")

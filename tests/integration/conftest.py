@@ -34,8 +34,8 @@ def stack_env(tmp_path_factory) -> dict[str, str]:
         "VAD_KAFKA__TOPICS__PARTITIONS": "2",
     }
     cfg = load_config(env=env)
-    stack.up(cfg)
     try:
+        stack.up(cfg)
         yield env
     finally:
         stack.down(cfg)

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from kafka import KafkaProducer
 
+from models.card import ModelCard, card_path
+from models.train import score_clips
 from vad.config import load_config
 from vad.consumer import read_kafka_events, read_redis_events
+from vad.edge.clips import clip_features
 
 CLIP = "Test004"  # a bicycle and more from frame 31 on (labels.json)
 CAMERA = "ped2-test004"
+OTHER = {"ped2-test001": "Test001"}  # a second camera streamed at the same time
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +28,9 @@ def job_run(stack_env, ped2, run_vad):
     p.send(cfg.kafka.topics.features, key=b"broken-cam", value=b"VADF\x01 not a record")
     p.flush()
     p.close()
+    for cam, clip in OTHER.items():
+        other = run_vad("produce", "--camera", cam, "--source", str(ped2 / "test" / f"{clip}.mp4"))
+        assert other.returncode == 0, other.stderr
     prod = run_vad("produce", "--camera", CAMERA, "--source", str(ped2 / "test" / f"{CLIP}.mp4"))
     assert prod.returncode == 0, prod.stderr
     stats = json.loads(prod.stdout.strip().splitlines()[-1])
@@ -31,11 +39,19 @@ def job_run(stack_env, ped2, run_vad):
     return cfg, stats
 
 
-def test_every_frame_is_scored(job_run):
+def test_every_frame_is_scored_exactly_as_offline(job_run, ped2):
+    """Streaming scores equal in-process scores of the same clip: same features, same windows, same
+    model; cameras scored in shared batches do not leak into each other."""
     cfg, stats = job_run
-    scores = read_kafka_events(cfg, timeout_s=20, expect=stats["sent"], topic=cfg.kafka.topics.scores)
-    frames = sorted(s["frame_index"] for s in scores if s["camera_id"] == CAMERA)
-    assert frames == list(range(stats["sent"]))
+    scores = read_kafka_events(cfg, timeout_s=20, expect=stats["sent"] * 2, topic=cfg.kafka.topics.scores)
+    for cam, clip in {CAMERA: CLIP, **OTHER}.items():
+        got = sorted((s["frame_index"], s["score"]) for s in scores if s["camera_id"] == cam)
+        assert [f for f, _ in got] == list(range(stats["sent"] if cam == CAMERA else len(got)))
+        grids = {clip: clip_features(ped2 / "test" / f"{clip}.mp4", cfg.edge)}
+        model = cfg.resolve(cfg.job.model_path)
+        offline, _cells = score_clips(model, grids, ModelCard.load(card_path(model)).window)[clip]
+        assert len(offline) == len(got)
+        np.testing.assert_allclose([v for _, v in got], offline, rtol=1e-5, atol=1e-5)
 
 
 def test_anomalous_clip_yields_an_event_over_the_labelled_interval(job_run, ped2_labels):

@@ -100,7 +100,7 @@ def test_dockerignore_sends_only_what_the_image_copies():
         "requirements.txt",
         "vad/config.py",
         "jobs/anomaly_job.py",
-        "udfs/batch_scorer.py",
+        "udfs/score_detect.py",
         "models/default/model.onnx",
         "config/default.yaml",
         ".cache/jars/flink/flink-sql-connector-kafka-5.0.0-2.2.jar",

@@ -8,7 +8,7 @@ from vad.config import ConfigError, load_config
 
 def test_defaults_are_valid():
     cfg = load_config(env={})
-    assert cfg.job.window >= 1 and cfg.kafka.topics.events == "vad.events"
+    assert cfg.job.batch_size >= 1 and cfg.kafka.topics.events == "vad.events"
 
 
 def test_env_overrides_nest_and_parse_types(tmp_path):
@@ -23,8 +23,8 @@ def test_env_overrides_nest_and_parse_types(tmp_path):
 @pytest.mark.parametrize(
     "yaml_text, path",
     [
-        ("job:\n  window: 0\n", "job.window"),
-        ("job:\n  windw: 8\n", "job.windw"),
+        ("job:\n  batch_size: 0\n", "job.batch_size"),
+        ("job:\n  batch_sise: 8\n", "job.batch_sise"),
         ("kafka:\n  topics:\n    events: 'bad topic'\n", "kafka.topics.events"),
         ("detect:\n  ema_alpha: 2\n", "detect.ema_alpha"),
         ("job:\n  delivery: sometimes\n", "job.delivery"),

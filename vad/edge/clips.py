@@ -1,37 +1,34 @@
 """Whole-clip feature extraction, for training and offline evaluation: the producer's own code path
-(same source reader, same extractor), so offline and streaming features are identical."""
+(same decoder, sampling and extractor, reset after a gap the same way), so offline and streaming
+features are identical."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vad.config import EdgeConfig
+from vad.config import EdgeSettings
 from vad.edge.features import make_extractor
-from vad.edge.sources import frames, open_source
+from vad.edge.stats import CameraStats
+from vad.edge.stream import CameraStream, sampled_frames
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
 
 
-@dataclass
-class _Counts:
-    read: int = 0
-    corrupt: int = 0
-
-
-def clip_features(path: str | Path, cfg: EdgeConfig) -> np.ndarray:
+def clip_features(path: str | Path, cfg: EdgeSettings) -> np.ndarray:
     """Feature grids of every sampled frame of a clip: float32 [n, rows, cols, C]."""
-    cap = open_source(str(path))
-    ex = make_extractor(cfg)
+    # Offline: never pace, never reconnect (a clip is read once, as fast as possible).
+    settings = EdgeSettings.model_validate(
+        {**{k: getattr(cfg, k) for k in EdgeSettings.model_fields}, "realtime": False, "reconnect": "never"}
+    )
+    stream = CameraStream(str(path), settings, CameraStats())
+    ex = make_extractor(settings)
     out = []
-    try:
-        for n, (_pos, gray) in enumerate(frames(cap, cfg.fps, _Counts())):
-            if n % cfg.sample_every == 0:
-                out.append(ex.process(gray))
-    finally:
-        cap.release()
+    for s in sampled_frames(stream):
+        if s.gap:
+            ex.reset()
+        out.append(ex.process(s.gray))
     if not out:
         raise ValueError(f"no frames decoded from {path}")
     return np.stack(out).astype(np.float32)

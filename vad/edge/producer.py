@@ -1,101 +1,278 @@
-"""Edge producer: read a video source, compute motion features, publish records keyed by camera.
+"""Edge producer: read video sources, compute motion features, publish records keyed by camera.
 
 Raw frames never leave this process; only the compact feature records do.
+
+Per camera, two threads and a bounded queue between them:
+
+    capture thread: decode -> sample -> features -> encode -> queue (bounded)
+    send thread:    queue -> KafkaProducer.send (batching, linger, compression, acks=all)
+
+so a slow or unreachable broker never stalls decoding of a live camera without bound. Queue policy
+(**drop newest**): a record that finds the queue full after waiting ``queue_block_ms`` (live
+sources, realtime files) or ``send_timeout_s`` (files backfilled as fast as possible, where
+waiting loses nothing) is dropped and counted in ``dropped``; the next record that is queued
+carries FLAG_GAP so the job resets that camera's window instead of scoring across the hole.
+
+``sent`` counts broker acknowledgements (delivery callbacks), ``failed`` delivery errors. SIGTERM
+and SIGINT stop capture, then the queues are drained and the producer flushed and closed.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import signal
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-import numpy as np
-
-from vad.config import Config
+from vad.config import Config, EdgeSettings
 from vad.edge.features import make_extractor
-from vad.edge.sources import frames, open_source
-from vad.kafka_clients import make_producer
-from vad.schema import FrameFeatures, validate_camera_id
+from vad.edge.sources import SourceError, redact
+from vad.edge.stats import CameraStats
+from vad.edge.stream import CameraStream, Opener, sampled_frames
+from vad.schema import FLAG_GAP, FrameFeatures, validate_camera_id
 
 log = logging.getLogger(__name__)
+_DONE = object()
 
 
-@dataclass
-class ProducerStats:
-    read: int = 0
-    sampled: int = 0
-    sent: int = 0
-    failed: int = 0
-    corrupt: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def as_dict(self) -> dict[str, float]:
-        dt = max(time.monotonic() - self.started, 1e-9)
-        return {
-            "read": self.read,
-            "sampled": self.sampled,
-            "sent": self.sent,
-            "failed": self.failed,
-            "corrupt": self.corrupt,
-            "fps": round(self.sampled / dt, 1),
-        }
-
-
-def produce(cfg: Config, camera_id: str, source: str, limit: int | None = None) -> ProducerStats:
-    """Stream one source to the features topic. Returns the counters; raises SourceError."""
-    validate_camera_id(camera_id)
-    cap = open_source(source)
-    stats = ProducerStats()
-    extractor = make_extractor(cfg.edge)
-    producer = make_producer(cfg.kafka, linger_ms=cfg.edge.linger_ms, compression=cfg.edge.compression)
-    topic = cfg.kafka.topics.features
-    key = camera_id.encode()
-    stop = {"now": False}
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` (only the main thread may install handlers; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def _stop(signum, _frame):
-        log.info("signal %s: flushing and stopping", signum)
-        stop["now"] = True
+        log.info("signal %s: stopping capture, flushing", signum)
+        stop.set()
 
     old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def _failed(exc):
-        stats.failed += 1
-        log.error("delivery failed for camera %s: %s", camera_id, exc)
-
-    # Event time = wall clock at stream start + the frame's presentation time (see README).
-    anchor_ms = time.time() * 1000.0
-    t0 = time.monotonic()
-    frame_index = 0
     try:
-        for n, (pos_ms, gray) in enumerate(frames(cap, cfg.edge.fps, stats)):
-            if stop["now"] or (limit is not None and stats.sampled >= limit):
-                break
-            if n % cfg.edge.sample_every:
-                continue
-            if cfg.edge.realtime:
-                delay = pos_ms / 1000.0 - (time.monotonic() - t0)
-                if delay > 0:
-                    time.sleep(delay)
-            feats = extractor.process(gray)
-            stats.sampled += 1
-            rec = FrameFeatures(
-                camera_id=camera_id,
-                frame_index=frame_index,
-                ts_ms=int(anchor_ms + pos_ms),
-                frame_width=gray.shape[1],
-                frame_height=gray.shape[0],
-                features=np.asarray(feats, np.float32),
-            )
-            producer.send(topic, key=key, value=rec.encode(), timestamp_ms=rec.ts_ms).add_errback(_failed)
-            stats.sent += 1
-            frame_index += 1
-        producer.flush(timeout=30)
+        yield
     finally:
-        producer.close(timeout=10)
-        cap.release()
         for s, h in old.items():
             signal.signal(s, h)
-    stats.sent -= stats.failed
-    log.info("camera %s done: %s", camera_id, stats.as_dict())
-    return stats
+
+
+class CameraWorker:
+    """One camera: a capture thread feeding a send thread through a bounded queue."""
+
+    def __init__(self, cfg: Config, camera_id: str, source: str, settings: EdgeSettings, producer, stop, opener=None):
+        validate_camera_id(camera_id)
+        self.cfg, self.camera_id, self.settings, self.producer, self.stop = cfg, camera_id, settings, producer, stop
+        self.stats = CameraStats(camera_id)
+        kw = {"opener": opener} if opener is not None else {}
+        self.stream = CameraStream(source, settings, self.stats, stop, **kw)  # SourceError now, not later
+        self.error: BaseException | None = None
+        self._q: queue.Queue = queue.Queue(maxsize=cfg.edge.queue_size)
+        self._key = camera_id.encode()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, limit: int | None = None, position: int = 0) -> CameraWorker:
+        self._threads = [
+            threading.Thread(
+                target=self._capture, args=(limit, position), name=f"capture-{self.camera_id}", daemon=True
+            ),
+            threading.Thread(target=self._send, name=f"send-{self.camera_id}", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def join(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- capture ---------------------------------------------------------------------------------
+    def _capture(self, limit: int | None, position: int) -> None:
+        try:
+            self._capture_loop(limit, position)
+        except Exception as e:  # reported by the caller, never lost in a thread
+            self.error = e
+            log.error("camera %s: %s", self.camera_id, e)
+        finally:
+            self._q.put(_DONE)  # the sender drains what is queued, then stops
+
+    def _capture_loop(self, limit: int | None, position: int) -> None:
+        cfg, st, edge = self.settings, self.stats, self.cfg.edge
+        ex = make_extractor(cfg)
+        block_s = edge.queue_block_ms / 1000.0 if (self.stream.live or cfg.realtime) else edge.send_timeout_s
+        bar = self._progress_bar(position)
+        pending_gap, next_log, frame_index = False, time.monotonic() + edge.stats_every_s, 0
+        try:
+            for s in sampled_frames(self.stream):
+                if s.gap:
+                    ex.reset()
+                try:
+                    feats = ex.process(s.gray)
+                except Exception as e:  # cv2.error on a malformed frame: skip, count
+                    st.corrupt += 1
+                    ex.reset()
+                    pending_gap = True
+                    log.debug("camera %s: frame skipped: %s", self.camera_id, e)
+                    continue
+                t0 = time.thread_time()
+                flags = FLAG_GAP if (s.gap or pending_gap) else 0
+                rec = FrameFeatures(
+                    self.camera_id, frame_index, s.ts_ms, s.gray.shape[1], s.gray.shape[0], feats, flags
+                )
+                value = rec.encode()
+                st.add_time("encode", time.thread_time() - t0)
+                frame_index += 1
+                if self._offer((value, rec.ts_ms, flags), block_s):
+                    st.queued += 1
+                    st.gaps += bool(flags)
+                    pending_gap = False
+                else:
+                    st.bump("dropped")
+                    pending_gap = True
+                if bar is not None:
+                    bar.update(st.read - bar.n)
+                if time.monotonic() >= next_log:
+                    next_log = time.monotonic() + edge.stats_every_s
+                    log.info("camera %s: %s", self.camera_id, self.stats.as_dict())
+                if limit is not None and st.sampled >= limit:
+                    break
+        finally:
+            for k, v in ex.timings.items():
+                st.add_time(k, v)
+            if bar is not None:
+                bar.close()
+
+    def _offer(self, item, block_s: float) -> bool:
+        try:
+            if block_s <= 0:
+                self._q.put_nowait(item)
+            else:
+                self._q.put(item, timeout=block_s)
+            return True
+        except queue.Full:
+            return False
+
+    def _progress_bar(self, position: int):
+        if not self.cfg.edge.progress or self.stream.kind != "file" or self.stream.live:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.stream.frame_count, desc=self.camera_id, unit="frame", position=position, leave=False)
+
+    # -- send ------------------------------------------------------------------------------------
+    def _send(self) -> None:
+        topic, st = self.cfg.kafka.topics.features, self.stats
+
+        def ok(_meta):
+            st.bump("sent")
+
+        def failed(exc):
+            st.bump("failed")
+            log.error("camera %s: delivery failed: %s", self.camera_id, exc)
+
+        while True:
+            item = self._q.get()
+            if item is _DONE:
+                return
+            value, ts_ms, _flags = item
+            t0 = time.thread_time()
+            try:
+                fut = self.producer.send(topic, key=self._key, value=value, timestamp_ms=ts_ms)
+                fut.add_callback(ok)
+                fut.add_errback(failed)
+            except Exception as e:  # e.g. KafkaTimeoutError: buffer full past max_block_ms
+                failed(e)
+            st.add_time("produce", time.thread_time() - t0)
+
+
+def _make_producer(cfg: Config):
+    from vad.kafka_clients import make_producer
+
+    return make_producer(cfg.kafka, linger_ms=cfg.edge.linger_ms, compression=cfg.edge.compression)
+
+
+def run_cameras(
+    cfg: Config,
+    cameras: list[tuple[str, str, EdgeSettings]],
+    limit: int | None = None,
+    producer=None,
+    opener: Opener | None = None,
+    stop: threading.Event | None = None,
+) -> list[CameraWorker]:
+    """Run (camera id, source, settings) workers to the end of their sources, or until a signal.
+
+    Every source is opened before anything is sent, so a bad path or URL fails at start (SourceError).
+    Returns the workers; their ``stats`` and ``error`` say how each camera went.
+    """
+    stop = stop or threading.Event()
+    workers: list[CameraWorker] = []
+    try:
+        for cam_id, source, settings in cameras:
+            workers.append(CameraWorker(cfg, cam_id, source, settings, producer, stop, opener))
+    except BaseException:
+        for w in workers:
+            w.stream.cap.close()
+        raise
+    own = producer is None
+    if own:
+        try:
+            producer = _make_producer(cfg)
+        except Exception as e:
+            for w in workers:
+                w.stream.cap.close()
+            raise RuntimeError(f"cannot connect to Kafka at {cfg.kafka.bootstrap_servers}: {e}") from e
+    for w in workers:
+        w.producer = producer
+    with stop_on_signals(stop):
+        for i, w in enumerate(workers):
+            log.info("camera %s: reading %s", w.camera_id, redact(w.stream.source))
+            w.start(limit, position=i)
+        # Wait in short slices so the main thread keeps handling signals.
+        while any(t.is_alive() for w in workers for t in w._threads):
+            time.sleep(0.1)
+            if stop.is_set():
+                for w in workers:
+                    w.join(cfg.edge.send_timeout_s)
+                break
+    try:
+        producer.flush(timeout=cfg.edge.send_timeout_s)
+    except Exception as e:  # counted below as unacknowledged records
+        log.error("flush did not complete: %s", e)
+    finally:
+        if own:
+            producer.close(timeout=10)
+    for w in workers:
+        unacked = w.stats.queued - w.stats.sent - w.stats.failed
+        if unacked > 0:
+            w.stats.bump("failed", unacked)
+            log.error("camera %s: %d records not acknowledged before close", w.camera_id, unacked)
+        log.info("camera %s done: %s", w.camera_id, w.stats.as_dict())
+    return workers
+
+
+def _settings(cfg: Config, cam, realtime: bool | None) -> EdgeSettings:
+    s = cfg.edge.settings_for(cam)
+    return s if realtime is None else s.model_copy(update={"realtime": realtime})
+
+
+def produce(
+    cfg: Config, camera_id: str, source: str | None = None, limit: int | None = None, realtime: bool | None = None
+) -> CameraStats:
+    """Stream one camera (settings from ``edge.cameras`` when it is listed there). Raises SourceError."""
+    cam = cfg.edge.camera(camera_id)
+    source = source or (cam.source if cam is not None else None)
+    if not source:
+        raise SourceError(f"camera {camera_id!r} has no source: pass --source or list it in edge.cameras")
+    (w,) = run_cameras(cfg, [(camera_id, source, _settings(cfg, cam, realtime))], limit=limit)
+    if w.error is not None:
+        raise w.error
+    return w.stats
+
+
+def produce_all(cfg: Config, limit: int | None = None, realtime: bool | None = None) -> list[CameraWorker]:
+    """Every camera in ``edge.cameras``, one worker each."""
+    if not cfg.edge.cameras:
+        raise ValueError("no cameras configured: add edge.cameras: [{id: ..., source: ...}] to the config")
+    cams = [(c.id, c.source, _settings(cfg, c, realtime)) for c in cfg.edge.cameras]
+    return run_cameras(cfg, cams, limit=limit)

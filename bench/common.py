@@ -1,0 +1,251 @@
+"""Shared parts of the benchmarks: the bench's own embedded stack, real Ped2 feature grids, topic
+set-up, record production, reading the output side, job subprocesses and their CPU use.
+
+Everything runs on loopback against a stack of its own (ports 39092/39093/36379, state under
+.cache/bench-stack), so a bench never touches the demo's or the tests' broker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from vad import stack
+from vad.config import REPO_ROOT, Config, load_config
+from vad.kafka_clients import ensure_topics, make_consumer
+from vad.schema import FrameFeatures
+
+CACHE = REPO_ROOT / ".cache" / "bench"
+CLIP = REPO_ROOT.parent / "shared" / "datasets" / "ucsd_ped2" / "test" / "Test001.mp4"
+STACK_ENV = {
+    "VAD_STACK__KAFKA_PORT": "39092",
+    "VAD_STACK__CONTROLLER_PORT": "39093",
+    "VAD_STACK__REDIS_PORT": "36379",
+    "VAD_STACK__STATE_DIR": str(REPO_ROOT / ".cache" / "bench-stack"),
+    "VAD_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:39092",
+    "VAD_REDIS__PORT": "36379",
+    "VAD_KAFKA__TOPICS__PARTITIONS": "4",
+}
+# Ped2 frame size; the grid itself comes from the clip.
+FRAME_W, FRAME_H = 360, 240
+
+
+def bench_env(tag: str, **extra: str) -> dict[str, str]:
+    """VAD_ overrides for one bench run: own topics, group, Redis prefix and checkpoint folder."""
+    return {
+        **STACK_ENV,
+        "VAD_KAFKA__TOPICS__FEATURES": f"bench.{tag}.features",
+        "VAD_KAFKA__TOPICS__EVENTS": f"bench.{tag}.events",
+        "VAD_KAFKA__TOPICS__DEAD_LETTER": f"bench.{tag}.dlq",
+        "VAD_KAFKA__TOPICS__SCORES": f"bench.{tag}.scores",
+        "VAD_KAFKA__GROUP_ID": f"bench-{tag}",
+        "VAD_REDIS__KEY_PREFIX": f"bench{tag}".replace(".", "_"),
+        "VAD_JOB__CHECKPOINT_DIR": str(CACHE / "ckpt" / tag),
+        "VAD_JOB__SAVEPOINT_DIR": str(CACHE / "savepoints" / tag),
+        **extra,
+    }
+
+
+def config(env: dict[str, str]) -> Config:
+    return load_config(env=env)
+
+
+def ped2_grids() -> np.ndarray:
+    """Real feature grids [n, 12, 18, 12] of one Ped2 clip, computed once with the edge's own code."""
+    path = CACHE / "ped2_test001_grids.npy"
+    if path.exists():
+        return np.load(path)
+    from vad.edge.clips import clip_features
+
+    if not CLIP.exists():
+        raise FileNotFoundError(f"UCSD Ped2 clip missing: {CLIP}")
+    grids = clip_features(CLIP, config(STACK_ENV).edge).astype(np.float32)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, grids)
+    return grids
+
+
+def stack_up() -> Config:
+    cfg = config(STACK_ENV)
+    stack.up(cfg)
+    return cfg
+
+
+def stack_down() -> dict[str, str]:
+    return stack.down(config(STACK_ENV))
+
+
+def create_topics(cfg: Config) -> None:
+    """The run's topics; the scores topic stamps LogAppendTime so output times come from the broker."""
+    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap_servers, request_timeout_ms=30_000)
+    try:
+        t = cfg.kafka.topics
+        if t.scores not in set(admin.list_topics()):
+            topic = NewTopic(t.scores, 1, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})
+            try:
+                admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    ensure_topics(cfg.kafka)
+
+
+def record(cam: str, idx: int, ts_ms: int, grid: np.ndarray) -> bytes:
+    return FrameFeatures(cam, idx, ts_ms, FRAME_W, FRAME_H, grid).encode()
+
+
+def camera_ids(n: int) -> list[str]:
+    return [f"cam-{i:04d}" for i in range(n)]
+
+
+def fast_producer(cfg: Config, linger_ms: int) -> KafkaProducer:
+    # kafka-python sends 10 KB records ~6x faster with lz4 and big batches than uncompressed
+    # (measured here: ~1,500/s vs ~200/s); acks=1 is enough for a bench on one broker.
+    return KafkaProducer(
+        bootstrap_servers=cfg.kafka.bootstrap_servers,
+        acks=1,
+        linger_ms=linger_ms,
+        compression_type="lz4",
+        batch_size=1 << 20,
+        max_request_size=4 << 20,
+    )
+
+
+def _produce_part(cfg: Config, cams: list[str], offset: int, frames: int, grids: np.ndarray, t0_ms: int) -> None:
+    prod = fast_producer(cfg, linger_ms=50)
+    try:
+        for f in range(frames):
+            ts = t0_ms + f * 100
+            for c, cam in enumerate(cams, offset):
+                raw = record(cam, f, ts, grids[(f + 7 * c) % len(grids)])
+                prod.send(cfg.kafka.topics.features, key=cam.encode(), value=raw, timestamp_ms=ts)
+        prod.flush(timeout=120)
+    finally:
+        prod.close()
+
+
+def produce_burst(cfg: Config, cameras: int, frames: int, grids: np.ndarray, t0_ms: int, procs: int = 2) -> int:
+    """cameras x frames records, frame-major (every camera's frame i before frame i+1), 10 fps of
+    event time; cameras start at different clip offsets so each batch mixes real motion values.
+    Two producer processes, since one kafka-python producer is the bottleneck here."""
+    cams = camera_ids(cameras)
+    step = -(-cameras // procs)
+    ctx = mp.get_context("fork")
+    ps = [
+        ctx.Process(target=_produce_part, args=(cfg, cams[i : i + step], i, frames, grids, t0_ms))
+        for i in range(0, cameras, step)
+    ]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(timeout=300)
+        if p.exitcode != 0:
+            raise RuntimeError(f"producer process failed: exit {p.exitcode}")
+    return cameras * frames
+
+
+def read_scores(cfg: Config, expect: int, timeout_s: float) -> list[tuple[int, bytes]]:
+    """(broker append time ms, value) of the scores topic, until `expect` records or the timeout."""
+    consumer = make_consumer(cfg.kafka, cfg.kafka.topics.scores, consumer_timeout_ms=1000)
+    out: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(out) < expect:
+            for recs in consumer.poll(timeout_ms=500, max_records=5000).values():
+                out.extend((r.timestamp, r.value) for r in recs)
+    finally:
+        consumer.close()
+    return out
+
+
+def tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of a process and all its live descendants (JVM, Python workers)."""
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(d.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+class CpuSampler:
+    """Samples (wall ms, tree CPU s) of a job every 200 ms, to know the cores it used in a window."""
+
+    def __init__(self, pid: int):
+        self.pid, self.samples = pid, []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.samples.append((time.time() * 1000, tree_cpu_s(self.pid)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join(timeout=5)
+
+    def cores_between(self, t0_ms: float, t1_ms: float) -> float | None:
+        s = np.array(self.samples)
+        if len(s) < 2 or t1_ms <= t0_ms:
+            return None
+        c0, c1 = np.interp([t0_ms, t1_ms], s[:, 0], s[:, 1])
+        return float((c1 - c0) / ((t1_ms - t0_ms) / 1000))
+
+
+def start_job(env: dict[str, str], argv: list[str], log_name: str) -> subprocess.Popen:
+    """A job in its own process group (so it can be stopped whole), output to a log file."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # The child keeps writing to it; our handle closes with this process.
+    log = open(CACHE / f"{log_name}.log", "wb")
+    return subprocess.Popen(
+        [sys.executable, *argv],
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_job(proc: subprocess.Popen, grace_s: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0

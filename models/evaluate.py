@@ -1,0 +1,182 @@
+"""`vad evaluate`: frame-level and event-level accuracy of a model on labelled clips.
+
+Scores are computed by the streaming job's own code path and are causal: edge features
+(vad.edge.clips, the producer's extractor) -> windows of the last T grids (vad.windows, as in the job's
+state) -> the ONNX model (udfs.onnx_session, as in the job) -> the per-camera EpisodeDetector
+(vad.detect, as in the job), whose exponential moving average is the frame score. Nothing looks ahead
+and nothing is normalised per video.
+
+Definitions:
+- frame_auc / pr_auc / eer / f1: over all frames of all clips pooled, on the smoothed score;
+- an event is a detector episode (OPEN..CLOSE); a *false alarm* is an event that overlaps no labelled
+  interval; false_alarms_per_hour = false alarms / hours of video whose frames are labelled normal;
+- event_recall: share of labelled intervals overlapped by at least one event;
+- mean_delay_s: from the start of a detected interval to the OPEN of the first event overlapping it
+  (0 when an event was already open), in seconds at the labels' fps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.card import ModelCard, card_path
+from udfs.onnx_session import OnnxScorer
+from vad.config import Config
+from vad.detect import CameraState, EpisodeDetector
+from vad.edge.clips import clip_features, list_clips
+from vad.windows import clip_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClipResult:
+    name: str
+    labels: np.ndarray  # 0/1 per frame
+    scores: np.ndarray  # causal smoothed score per frame
+    raw: np.ndarray  # model frame score per frame
+    events: list[tuple[int, int, int]]  # (start_frame, open_frame, end_frame), 0-based
+    intervals: list[tuple[int, int]]  # labelled anomalous intervals, 0-based inclusive
+
+
+def load_labels(path: Path) -> tuple[dict[str, list[tuple[int, int]]], float]:
+    data = json.loads(path.read_text())
+    clips = {name: [(a - 1, b - 1) for a, b in c.get("anomalous_frames", [])] for name, c in data["clips"].items()}
+    return clips, float(data.get("fps", 10.0))
+
+
+def score_clip(
+    name: str, grids: np.ndarray, scorer: OnnxScorer, detector: EpisodeDetector, window: int
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+    raw, cells = scorer.score(clip_windows(grids, window))
+    st, smoothed, events, open_at = CameraState(), [], [], {}
+    for i, (s, c) in enumerate(zip(raw, cells, strict=True)):
+        for e in detector.step(st, name, i, i, float(s), c):
+            if e["phase"] == "open":
+                open_at[e["event_id"]] = i
+            elif e["phase"] == "close":
+                events.append((e["start_frame"], open_at[e["event_id"]], e["end_frame"]))
+        smoothed.append(st.ema)
+    for e in detector.close(st, name, reason="end"):
+        events.append((e["start_frame"], open_at[e["event_id"]], e["end_frame"]))
+    return np.asarray(smoothed, np.float64), raw.astype(np.float64), events
+
+
+def _overlaps(ev: tuple[int, int, int], iv: tuple[int, int]) -> bool:
+    return ev[0] <= iv[1] and ev[2] >= iv[0]
+
+
+def metrics(results: list[ClipResult], fps: float) -> dict:
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    y = np.concatenate([r.labels for r in results])
+    s = np.concatenate([r.scores for r in results])
+    both = 0 < y.sum() < len(y)
+    out: dict = {"frames": len(y), "clips": len(results)}
+    if both:
+        fpr, tpr, _ = roc_curve(y, s)
+        i = int(np.argmin(np.abs(fpr - (1 - tpr))))
+        p, r, _ = precision_recall_curve(y, s)
+        f1 = np.max(2 * p * r / np.maximum(p + r, 1e-12))
+        out.update(
+            frame_auc=float(roc_auc_score(y, s)),
+            pr_auc=float(average_precision_score(y, s)),
+            eer=float((fpr[i] + 1 - tpr[i]) / 2),
+            f1=float(f1),
+        )
+    else:
+        out.update(frame_auc=None, pr_auc=None, eer=None, f1=None)
+    false_alarms = sum(1 for r in results for ev in r.events if not any(_overlaps(ev, iv) for iv in r.intervals))
+    normal_hours = float((y == 0).sum()) / fps / 3600
+    intervals = [(r, iv) for r in results for iv in r.intervals]
+    delays = []
+    for r, iv in intervals:
+        hits = [ev for ev in r.events if _overlaps(ev, iv)]
+        if hits:
+            delays.append(max(0, min(ev[1] for ev in hits) - iv[0]) / fps)
+    out.update(
+        false_alarms=false_alarms,
+        false_alarms_per_hour=false_alarms / normal_hours if normal_hours > 0 else None,
+        event_recall=len(delays) / len(intervals) if intervals else None,
+        mean_delay_s=float(np.mean(delays)) if delays else None,
+    )
+    return out
+
+
+def per_clip(results: list[ClipResult]) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for r in results:
+        auc = float(roc_auc_score(r.labels, r.scores)) if 0 < r.labels.sum() < len(r.labels) else None
+        out[r.name] = {"frames": len(r.labels), "auc": auc, "events": len(r.events)}
+    return out
+
+
+def plot(results: list[ClipResult], threshold: float, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    out.mkdir(parents=True, exist_ok=True)
+    y = np.concatenate([r.labels for r in results])
+    s = np.concatenate([r.scores for r in results])
+    paths = []
+    if 0 < y.sum() < len(y):
+        fpr, tpr, _ = roc_curve(y, s)
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.plot(fpr, tpr)
+        ax.plot([0, 1], [0, 1], "--", color="grey")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, all frames pooled")
+        fig.tight_layout()
+        fig.savefig(out / "roc.png", dpi=100)
+        plt.close(fig)
+        paths.append(out / "roc.png")
+    for r in results:
+        fig, ax = plt.subplots(figsize=(8, 2.4))
+        for a, b in r.intervals:
+            ax.axvspan(a, b, color="tab:red", alpha=0.15, lw=0)
+        for st, _op, en in r.events:
+            ax.axvspan(st, en, ymin=0, ymax=0.05, color="tab:orange")
+        ax.plot(r.scores, lw=1.2, label="causal score")
+        ax.axhline(threshold, color="k", lw=0.8, ls="--", label="threshold")
+        ax.set(title=f"{r.name}: labelled anomalies shaded, events as orange bars", xlabel="frame")
+        ax.legend(loc="upper left", fontsize=7)
+        fig.tight_layout()
+        p = out / f"timeline_{r.name}.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def evaluate(data: Path, model_path: Path, cfg: Config, out: Path | None = None) -> dict:
+    labels, fps = load_labels(data / "labels.json")
+    card = ModelCard.load(card_path(model_path))
+    threshold = cfg.detect.threshold or card.threshold(cfg.detect.calibration_quantile)
+    detector = EpisodeDetector(cfg.detect, threshold, card.model_version)
+    scorer = OnnxScorer(model_path)
+    edge = card.edge_config(cfg.edge)  # features exactly as the model was trained on
+    results = []
+    for clip in list_clips(data / "test"):
+        if clip.stem not in labels:
+            raise ValueError(f"{clip.name} has no entry in {data / 'labels.json'}")
+        grids = clip_features(clip, edge)
+        smoothed, raw, events = score_clip(clip.stem, grids, scorer, detector, card.window)
+        y = np.zeros(len(smoothed), np.int8)
+        for a, b in labels[clip.stem]:
+            y[max(a, 0) : b + 1] = 1
+        results.append(ClipResult(clip.stem, y, smoothed, raw, events, labels[clip.stem]))
+        log.info("%s: %d frames, %d events", clip.stem, len(y), len(events))
+    report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results)}
+    if out is not None:
+        report["plots"] = [str(p) for p in plot(results, threshold, out)]
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

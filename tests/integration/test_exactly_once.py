@@ -1,0 +1,176 @@
+"""Kill the job mid-stream (SIGKILL, no clean shutdown), resume it from its last checkpoint: the events
+in Kafka (read committed) and in Redis are exactly those of an uninterrupted run — same ids, none
+missing, none twice. Both runs are unbounded, as in production; each clip is followed by calm frames
+so every episode closes on its score."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vad.config import load_config
+from vad.consumer import read_kafka_events, read_redis_events
+from vad.kafka_clients import ensure_topics, make_consumer, make_producer
+from vad.schema import N_CHANNELS, FrameFeatures, decode
+
+REPO = Path(__file__).resolve().parents[2]
+CLIPS = {"eo-cam-a": "Test004", "eo-cam-b": "Test002", "eo-cam-c": "Test006", "eo-cam-d": "Test001"}
+CALM_TAIL = 40
+
+
+def _key(e: dict) -> tuple:
+    return (e["event_id"], e["seq"], e["phase"], e["start_frame"], e["end_frame"], e["peak_score"])
+
+
+def _env(stack_env: dict, name: str, tmp: Path, **extra: str) -> dict:
+    return {
+        **os.environ,
+        **stack_env,
+        "VAD_KAFKA__TOPICS__FEATURES": "eo.features",
+        "VAD_KAFKA__TOPICS__EVENTS": f"eo.events.{name}",
+        "VAD_KAFKA__TOPICS__DEAD_LETTER": f"eo.dlq.{name}",
+        "VAD_KAFKA__TOPICS__SCORES": f"eo.scores.{name}",
+        "VAD_KAFKA__GROUP_ID": f"eo-{name}",
+        "VAD_REDIS__KEY_PREFIX": f"eo{name}",
+        "VAD_JOB__DELIVERY": "exactly_once",
+        "VAD_JOB__EMIT_SCORES": "true",
+        "VAD_JOB__CHECKPOINT_INTERVAL_MS": "500",
+        "VAD_JOB__CHECKPOINT_DIR": str(tmp / f"ckpt-{name}"),
+        **extra,
+    }
+
+
+def _latest_checkpoint(root: Path) -> Path | None:
+    done = [p.parent for p in root.glob("*/chk-*/_metadata")]
+    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+
+
+def _start(env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vad.cli", "run"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its JVM and Python workers share the group: one kill stops all
+    )
+
+
+def _kill(job: subprocess.Popen) -> None:
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=60)
+
+
+def _until_all_scored(job: subprocess.Popen, cfg, frames: int, timeout_s: float = 600) -> list[dict]:
+    """Wait until every frame's score is committed, then until the events stop changing."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert job.poll() is None, "the job died"
+        if len(read_kafka_events(cfg, timeout_s=3, topic=cfg.kafka.topics.scores)) >= frames:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("not every frame was scored in time")
+    events, stable_since = [], time.monotonic()
+    while time.monotonic() - stable_since < 3 and time.monotonic() < deadline:
+        now = read_kafka_events(cfg, timeout_s=3)
+        if len(now) != len(events):
+            events, stable_since = now, time.monotonic()
+        time.sleep(0.5)
+    return events
+
+
+@pytest.fixture(scope="module")
+def produced(stack_env, ped2, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eo")
+    for name in ("ref", "rst"):
+        ensure_topics(load_config(env=_env(stack_env, name, tmp)).kafka)
+    env = _env(stack_env, "ref", tmp)
+    # The cameras stream at the same time, so their event times overlap as live cameras' do.
+    procs = {
+        cam: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vad.cli",
+                "produce",
+                "--camera",
+                cam,
+                "--source",
+                str(ped2 / "test" / f"{clip}.mp4"),
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cam, clip in CLIPS.items()
+    }
+    counts = {}
+    for cam, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        counts[cam] = int(json.loads(out.strip().splitlines()[-1])["sent"])
+    # A calm tail per camera (no motion), continuing its frame indices and event time: open episodes
+    # close on their score, as they would in a live stream.
+    cfg = load_config(env=env)
+    last_ts = {}
+    consumer = make_consumer(cfg.kafka, cfg.kafka.topics.features, consumer_timeout_ms=3000)
+    for msg in consumer:
+        r = decode(msg.value)
+        last_ts[r.camera_id] = max(last_ts.get(r.camera_id, 0), r.ts_ms)
+    consumer.close()
+    prod = make_producer(cfg.kafka)
+    for cam, n in counts.items():
+        for i in range(CALM_TAIL):
+            ts = last_ts[cam] + 100 * (i + 1)
+            rec = FrameFeatures(cam, n + i, ts, 360, 240, np.zeros((12, 18, N_CHANNELS), np.float32))
+            prod.send(cfg.kafka.topics.features, key=cam.encode(), value=rec.encode(), timestamp_ms=rec.ts_ms)
+    prod.flush(timeout=30)
+    prod.close()
+    return tmp, sum(counts.values()) + CALM_TAIL * len(counts)
+
+
+def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_env, produced):
+    tmp, frames = produced
+    ref_cfg = load_config(env=_env(stack_env, "ref", tmp))
+    ref = _start(_env(stack_env, "ref", tmp))
+    try:
+        want = sorted(map(_key, _until_all_scored(ref, ref_cfg, frames)))
+    finally:
+        _kill(ref)
+    assert want, "the reference run produced no events"
+    assert any(k[2] == "close" for k in want)
+
+    env = _env(stack_env, "rst", tmp)
+    cfg = load_config(env=env)
+    job = _start(env)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and job.poll() is None:
+            if read_redis_events(cfg) and _latest_checkpoint(tmp / "ckpt-rst"):
+                break
+            time.sleep(0.2)
+        assert job.poll() is None, "the job died before it could be interrupted"
+    finally:
+        _kill(job)
+    before_kill = len(read_redis_events(cfg))
+    chk = _latest_checkpoint(tmp / "ckpt-rst")
+    resumed = _start({**env, "VAD_JOB__RESTORE_FROM": str(chk)})
+    try:
+        got = sorted(map(_key, _until_all_scored(resumed, cfg, frames)))
+    finally:
+        _kill(resumed)
+    assert 0 < before_kill < len(want), "the kill should land mid-stream"
+    assert got == want
+    assert sorted(map(_key, read_redis_events(cfg))) == sorted(map(_key, read_redis_events(ref_cfg))) == want

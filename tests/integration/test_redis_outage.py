@@ -1,0 +1,88 @@
+"""Redis goes away while the job is writing events and comes back: nothing is lost, nothing is
+written twice (bounded retries, then a job restart from the last checkpoint and an idempotent replay)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vad import stack
+from vad.config import load_config
+from vad.consumer import read_kafka_events, read_redis_events
+from vad.kafka_clients import ensure_topics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_events_survive_a_redis_outage(stack_env, ped2):
+    env = {
+        **os.environ,
+        **stack_env,
+        "VAD_KAFKA__TOPICS__FEATURES": "ro.features",
+        "VAD_KAFKA__TOPICS__EVENTS": "ro.events",
+        "VAD_KAFKA__TOPICS__DEAD_LETTER": "ro.dlq",
+        "VAD_KAFKA__TOPICS__SCORES": "ro.scores",
+        "VAD_KAFKA__GROUP_ID": "ro-job",
+        "VAD_REDIS__KEY_PREFIX": "ro",
+        "VAD_REDIS__RETRY_ATTEMPTS": "4",
+        "VAD_JOB__BOUNDED": "true",
+        "VAD_JOB__EMIT_SCORES": "true",
+        "VAD_JOB__CHECKPOINT_INTERVAL_MS": "1000",
+    }
+    cfg = load_config(env=env)
+    ensure_topics(cfg.kafka)
+    for cam, clip in {"ro-a": "Test004", "ro-b": "Test002"}.items():
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vad.cli",
+                "produce",
+                "--camera",
+                cam,
+                "--source",
+                str(ped2 / "test" / f"{clip}.mp4"),
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            timeout=300,
+        )
+        assert p.returncode == 0, p.stderr
+    _kafka, redis_svc = stack.services(cfg)
+    os.kill(redis_svc.pid(), signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while redis_svc.pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job = subprocess.Popen(
+        [sys.executable, "-m", "vad.cli", "run"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        # Redis stays down until the job has scored frames (so events are waiting to be written),
+        # then a while longer than the writer's retries last.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and job.poll() is None:
+            if read_kafka_events(cfg, timeout_s=2, topic=cfg.kafka.topics.scores):
+                break
+        time.sleep(15)
+        assert stack.up(cfg)["redis"] == "started"
+        assert job.wait(timeout=600) == 0
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(timeout=60)
+    kafka_events = read_kafka_events(cfg, timeout_s=20)
+    redis_events = read_redis_events(cfg)
+    key = lambda e: (e["event_id"], e["seq"], e["phase"])  # noqa: E731
+    assert kafka_events, "no events: the clips hold anomalies"
+    assert sorted(map(key, redis_events)) == sorted(set(map(key, kafka_events)))
+    assert len(redis_events) == len({key(e) for e in redis_events})

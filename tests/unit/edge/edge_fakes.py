@@ -1,0 +1,107 @@
+"""Test doubles for the edge: a scripted video source and an in-memory Kafka producer."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+
+from vad.edge.sources import CorruptFrame, Frame, SourceError
+
+
+def texture(h=240, w=360, seed=0):
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 255, (h, w), dtype=np.uint8), (0, 0), 2)
+
+
+class FakeCapture:
+    """Plays a script: an int n = n moving frames, "corrupt" = one undecodable frame, "drop" = the
+    connection ends (read returns None). Frames are a texture shifted right by 2 px per frame."""
+
+    def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None):
+        self.fps, self.frame_count = fps, None
+        self._items = list(script)
+        self._bg = texture() if bg is None else bg
+        self._i, self._pts, self._t = 0, pts, start_pts_ms
+        self.closed = False
+
+    def read(self):
+        while self._items:
+            head = self._items[0]
+            if head == "corrupt":
+                self._items.pop(0)
+                raise CorruptFrame("scripted")
+            if head == "drop":
+                self._items.pop(0)
+                return None
+            if head == 0:
+                self._items.pop(0)
+                continue
+            self._items[0] = head - 1
+            g = np.roll(self._bg, 2 * self._i, axis=1)
+            pts = self._t if self._pts else None
+            self._i += 1
+            self._t += 1000.0 / self.fps
+            return Frame(g, pts)
+        return None
+
+    def close(self):
+        self.closed = True
+
+
+class FakeOpener:
+    """Hands out one FakeCapture per (re)connection; an Exception instance in the list fails that open."""
+
+    def __init__(self, *connections):
+        self.connections = list(connections)
+        self.opens = 0
+
+    def __call__(self, source, cfg):
+        self.opens += 1
+        if not self.connections:
+            raise SourceError(f"cannot open video source: {source}")
+        c = self.connections.pop(0)
+        if isinstance(c, Exception):
+            raise c
+        return c
+
+
+class _Future:
+    def __init__(self, ok: bool):
+        self.ok = ok
+
+    def add_callback(self, fn):
+        if self.ok:
+            fn(None)
+        return self
+
+    def add_errback(self, fn):
+        if not self.ok:
+            fn(RuntimeError("scripted delivery failure"))
+        return self
+
+
+class FakeProducer:
+    """Collects sent records; ``delay_s`` slows every send (a congested broker); ``fail_every``
+    makes every n-th delivery fail."""
+
+    def __init__(self, delay_s=0.0, fail_every=0):
+        self.records, self.delay_s, self.fail_every = [], delay_s, fail_every
+        self._lock = threading.Lock()
+        self.flushed = self.closed = False
+
+    def send(self, topic, key=None, value=None, timestamp_ms=None):
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        with self._lock:
+            self.records.append((topic, key, value, timestamp_ms))
+            n = len(self.records)
+        return _Future(not (self.fail_every and n % self.fail_every == 0))
+
+    def flush(self, timeout=None):
+        self.flushed = True
+
+    def close(self, timeout=None):
+        self.closed = True

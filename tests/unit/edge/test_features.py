@@ -1,0 +1,91 @@
+import cv2
+import numpy as np
+import pytest
+
+from vad.config import EdgeConfig
+from vad.edge.features import FlowFeatureExtractor
+from vad.schema import CHANNELS, N_CHANNELS
+
+MAG, DX, DY = CHANNELS.index("mag"), CHANNELS.index("dx"), CHANNELS.index("dy")
+
+
+def texture(h=240, w=360, seed=0):
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 255, (h, w), dtype=np.uint8), (0, 0), 2)
+
+
+@pytest.mark.parametrize("flow", ["dis", "farneback"])
+def test_known_translation_in_a_region_gives_that_flow_in_its_cells(flow):
+    cfg = EdgeConfig(flow=flow, normalise="none")
+    ex = FlowFeatureExtractor(cfg)
+    bg, patch = texture(seed=1), texture(80, 120, seed=2)
+    frames = []
+    for t in range(3):
+        f = bg.copy()
+        x = 100 + 4 * t  # the patch moves right by 4 px per frame
+        f[80:160, x : x + 120] = patch
+        frames.append(f)
+    out = [ex.process(f) for f in frames][-1]
+    assert out.shape == (12, 18, N_CHANNELS) and out.dtype == np.float32
+    inside = out[5:7, 7:10]  # cells well inside the moving patch
+    assert np.allclose(inside[..., DX], 4.0, atol=1.0), inside[..., DX]
+    assert np.allclose(inside[..., DY], 0.0, atol=0.7)
+    # direction bin 0 (+x) carries the magnitude inside; static corners show ~no motion
+    assert (inside[..., CHANNELS.index("dir0")] > 0.7 * inside[..., MAG]).all()
+    assert out[0:2, 0:3, MAG].max() < 0.5
+
+
+def test_first_frame_and_reset_give_zeros():
+    ex = FlowFeatureExtractor(EdgeConfig())
+    assert not ex.process(texture()).any()
+    ex.process(texture(seed=3))
+    ex.reset()
+    assert not ex.process(texture(seed=4)).any()
+
+
+def test_rejects_colour_frames():
+    with pytest.raises(ValueError):
+        FlowFeatureExtractor(EdgeConfig()).process(np.zeros((240, 360, 3), np.uint8))
+
+
+def test_masked_cells_are_zero_and_others_are_not():
+    cfg = EdgeConfig(normalise="none", mask=[(5, 7), (6, 8), (0, 0)])
+    ex = FlowFeatureExtractor(cfg)
+    bg = texture(seed=5)
+    out = [ex.process(np.roll(bg, 3 * t, axis=1)) for t in range(3)][-1]
+    assert not out[5, 7].any() and not out[6, 8].any() and not out[0, 0].any()
+    assert out[5, 6, MAG] > 1.0 and out[6, 9, MAG] > 1.0  # unmasked neighbours see the motion
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.25])
+def test_units_are_source_pixels_whatever_the_flow_scale(scale):
+    ex = FlowFeatureExtractor(EdgeConfig(normalise="none", flow_scale=scale, dis_preset="medium"))
+    bg = texture(seed=6)
+    out = [ex.process(np.roll(bg, (2 * t, 4 * t), axis=(0, 1))) for t in range(3)][-1]
+    inner = out[2:-2, 2:-2]  # away from the wrap-around edges
+    assert np.allclose(np.median(inner[..., DX]), 4.0, atol=0.6)
+    assert np.allclose(np.median(inner[..., DY]), 2.0, atol=0.6)
+
+
+def test_resize_keeps_source_units_and_frame_shape_independent_grid():
+    ex = FlowFeatureExtractor(EdgeConfig(normalise="equalize", resize=(180, 120), flow_scale=1.0))
+    bg = texture(480, 720, seed=7)
+    out = [ex.process(np.roll(bg, 6 * t, axis=1)) for t in range(3)][-1]
+    assert out.shape == (12, 18, N_CHANNELS)
+    assert np.allclose(np.median(out[2:-2, 2:-2, DX]), 6.0, atol=1.0)
+
+
+def test_direction_histogram_sums_to_magnitude_and_gate_zeroes_static_cells():
+    ex = FlowFeatureExtractor(EdgeConfig(normalise="none"))
+    bg, patch = texture(seed=8), texture(60, 60, seed=9)
+    frames = []
+    for t in range(3):
+        f = bg.copy()
+        f[100 + 3 * t : 160 + 3 * t, 150:210] = patch  # moving down
+        frames.append(f)
+    out = [ex.process(f) for f in frames][-1]
+    hist = out[..., CHANNELS.index("dir0") : CHANNELS.index("dir7") + 1]
+    assert np.allclose(hist.sum(-1), out[..., MAG], rtol=1e-4, atol=1e-5)
+    cell = out[6, 9]
+    assert cell[CHANNELS.index("dir2")] > 0.7 * cell[MAG]  # bin 2 = down the image
+    assert out[0:3, 0:4, :-1].max() == 0.0  # static background: gated to exactly zero flow

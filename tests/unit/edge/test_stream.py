@@ -1,0 +1,160 @@
+"""Sampling, event time, corrupt frames, reconnect with backoff and gap marking, on scripted sources;
+the producer's bounded queue and delivery accounting on an in-memory Kafka producer."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+from edge_fakes import FakeCapture, FakeOpener, FakeProducer
+
+from vad.config import EdgeSettings, load_config
+from vad.edge.producer import run_cameras
+from vad.edge.sources import SourceError
+from vad.edge.stats import CameraStats
+from vad.edge.stream import CameraStream, sampled_frames
+from vad.schema import decode
+
+LIVE = dict(reconnect="always", reconnect_initial_s=0.01, reconnect_max_s=0.02, reconnect_attempts=3)
+
+
+def frames_of(opener, clock=lambda: 1_700_000_000.0, **cfg):
+    """Frames until the stream ends; a live one ends when reconnecting gives up (the error is returned)."""
+    st = CameraStats()
+    s = CameraStream("rtsp://cam/x", EdgeSettings(**cfg), st, opener=opener, clock=clock)
+    out = []
+    try:
+        for f in sampled_frames(s):
+            out.append(f)
+    except SourceError as e:
+        return out, st, e
+    return out, st, None
+
+
+def test_event_time_is_pts_anchored_to_wall_clock_and_sampling_keeps_every_nth():
+    out, st, _ = frames_of(
+        FakeOpener(FakeCapture([10], fps=10, start_pts_ms=5000.0)), reconnect="never", sample_every=3
+    )
+    assert st.read == 10 and st.sampled == 4
+    assert [f.ts_ms for f in out] == [1_700_000_000_000 + k for k in (0, 300, 600, 900)]
+    assert not any(f.gap for f in out)
+
+
+def test_target_fps_samples_by_presentation_time():
+    out, st, _ = frames_of(FakeOpener(FakeCapture([30], fps=30)), reconnect="never", target_fps=10)
+    assert st.read == 30 and st.sampled == 10
+    steps = {b.ts_ms - a.ts_ms for a, b in itertools.pairwise(out)}
+    assert steps <= {99, 100, 101}
+
+
+def test_missing_timestamps_fall_back_to_the_frame_rate():
+    out, _, _ = frames_of(FakeOpener(FakeCapture([3], fps=4, pts=False)), reconnect="never")
+    assert [f.ts_ms - out[0].ts_ms for f in out] == [0, 250, 500]
+
+
+def test_corrupt_frame_is_counted_skipped_and_marks_a_gap():
+    out, st, _ = frames_of(FakeOpener(FakeCapture([3, "corrupt", 2])), reconnect="never")
+    assert st.corrupt == 1 and st.sampled == 5
+    assert [f.gap for f in out] == [False, False, False, True, False]
+
+
+def test_dropped_stream_reconnects_with_gap_and_monotonic_time():
+    t = iter([1000.0, 1000.1])  # the second connection starts 100 ms of wall clock later
+    opener = FakeOpener(FakeCapture([4, "drop"]), SourceError("down"), FakeCapture([3]))
+    out, st, err = frames_of(opener, clock=lambda: next(t), **{**LIVE, "reconnect_attempts": 3})
+    # the third open (after a failed one) succeeded; when that connection ended too, no more opens
+    assert st.reconnects == 2 and opener.opens == 6 and "gave up after 3" in str(err)
+    assert [f.gap for f in out] == [False] * 4 + [True, False, False]
+    ts = [f.ts_ms for f in out]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)
+
+
+def test_gives_up_after_the_configured_attempts():
+    opener = FakeOpener(FakeCapture([2, "drop"]))
+    st = CameraStats()
+    s = CameraStream("rtsp://cam/x", EdgeSettings(**LIVE), st, opener=opener)
+    with pytest.raises(SourceError, match="gave up after 3"):
+        list(sampled_frames(s))
+    assert opener.opens == 1 + 3
+
+
+def test_first_open_failure_is_immediate_and_clear():
+    with pytest.raises(SourceError, match="cannot open"):
+        CameraStream("rtsp://cam/x", EdgeSettings(**LIVE), CameraStats(), opener=FakeOpener())
+
+
+def test_too_many_corrupt_frames_count_as_a_drop():
+    opener = FakeOpener(FakeCapture([1, *["corrupt"] * 5, 1]), FakeCapture([2]))
+    out, st, err = frames_of(opener, **{**LIVE, "max_consecutive_corrupt": 5})
+    assert err is not None and st.corrupt == 5 and st.reconnects >= 1 and [f.gap for f in out][:2] == [False, True]
+
+
+def _run(producer, script, limit=None, **edge):
+    env = {f"VAD_EDGE__{k.upper()}": str(v) for k, v in edge.items()}
+    cfg = load_config(env={**env, "VAD_EDGE__PROGRESS": "false"})
+    (w,) = run_cameras(
+        cfg, [("cam-1", "clip.mp4", cfg.edge.settings_for(None))], limit, producer, FakeOpener(FakeCapture(script))
+    )
+    return cfg, w
+
+
+def test_records_are_keyed_decodable_and_counted():
+    p = FakeProducer()
+    cfg, w = _run(p, [12], limit=10)
+    assert w.error is None and w.stats.sent == 10 and w.stats.sampled == 10
+    recs = [decode(v) for _, _, v, _ in p.records]
+    assert {t for t, *_ in p.records} == {cfg.kafka.topics.features}
+    assert {k for _, k, _, _ in p.records} == {b"cam-1"}
+    assert [r.frame_index for r in recs] == list(range(10))
+    assert recs[5].features[..., 2].max() > 1.0  # the fake moves 2 px/frame
+
+
+def test_full_queue_drops_newest_counts_and_flags_the_next_record_as_gap():
+    p = FakeProducer(delay_s=0.02)  # a slow broker
+    _, w = _run(p, [60], queue_size=2, realtime="false", reconnect="always", queue_block_ms=0, reconnect_attempts=0)
+    st = w.stats
+    assert st.dropped > 0 and st.sent + st.dropped == st.sampled
+    recs = [decode(v) for _, _, v, _ in p.records]
+    idx = [r.frame_index for r in recs]
+    for prev, r in zip(idx, recs[1:], strict=False):
+        assert r.gap == (r.frame_index != prev + 1)  # a hole in the indices is always flagged
+    assert st.gaps == sum(r.gap for r in recs) > 0
+
+
+def test_delivery_errors_are_counted():
+    p = FakeProducer(fail_every=4)
+    _, w = _run(p, [20])
+    assert w.stats.failed == 5 and w.stats.sent == 15
+
+
+def test_stop_event_ends_a_live_camera():
+    stop = threading.Event()
+    cfg = load_config(env={"VAD_EDGE__PROGRESS": "false"})
+    cap = FakeCapture([10_000])
+    threading.Timer(0.3, stop.set).start()
+    (w,) = run_cameras(
+        cfg, [("cam-1", "rtsp://x", EdgeSettings(**LIVE))], None, FakeProducer(), FakeOpener(cap), stop=stop
+    )
+    assert 0 < w.stats.sampled < 10_000 and w.error is None and cap.closed
+
+
+def test_sigterm_stops_capture_flushes_and_returns():
+    import os
+    import signal
+
+    cfg = load_config(env={"VAD_EDGE__PROGRESS": "false"})
+    cap, p = FakeCapture([10_000]), FakeProducer()
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    (w,) = run_cameras(cfg, [("cam-1", "rtsp://x", EdgeSettings(**LIVE))], None, p, FakeOpener(cap))
+    assert 0 < w.stats.sampled < 10_000 and w.error is None and cap.closed
+    assert p.flushed and w.stats.sent == len(p.records) == w.stats.queued
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_realtime_paces_a_file_at_its_native_rate():
+    import time
+
+    t0 = time.monotonic()
+    _, st, _ = frames_of(FakeOpener(FakeCapture([6], fps=20)), reconnect="never", realtime=True)
+    assert st.sampled == 6 and time.monotonic() - t0 >= 0.25  # 5 intervals of 50 ms

@@ -1,0 +1,198 @@
+"""The fused scoring operator's logic with the Flink runtime replaced by in-memory fakes (the real
+runtime is exercised by the integration tests)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pyflink.datastream import TimeDomain
+
+from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
+from vad.config import REPO_ROOT, DetectConfig
+from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
+
+MODEL = str(REPO_ROOT / "models" / "default" / "model.onnx")
+
+
+class _List:
+    def __init__(self):
+        self.items = []
+
+    def add(self, v):
+        self.items.append(v)
+
+    def get(self):
+        return list(self.items)
+
+    def clear(self):
+        self.items = []
+
+
+class _Value:
+    def __init__(self):
+        self.v = None
+
+    def value(self):
+        return self.v
+
+    def update(self, v):
+        self.v = v
+
+    def clear(self):
+        self.v = None
+
+
+class _Map(dict):
+    def put(self, k, v):
+        self[k] = v
+
+
+class _Metric:
+    def inc(self, n=1):
+        pass
+
+    def update(self, v):
+        pass
+
+
+class _Group:
+    def add_group(self, _name):
+        return self
+
+    def counter(self, _name):
+        return _Metric()
+
+    def distribution(self, _name):
+        return _Metric()
+
+
+class _Runtime:
+    def get_list_state(self, _d):
+        return _List()
+
+    def get_state(self, _d):
+        return _Value()
+
+    def get_map_state(self, _d):
+        return _Map()
+
+    def get_metrics_group(self):
+        return _Group()
+
+
+class _Timers:
+    def __init__(self):
+        self.event, self.processing = [], []
+
+    def register_event_time_timer(self, t):
+        self.event.append(t)
+
+    def register_processing_time_timer(self, t):
+        self.processing.append(t)
+
+    def current_processing_time(self):
+        return 0
+
+
+class _Ctx:
+    def __init__(self, ts=None, domain=TimeDomain.EVENT_TIME):
+        self.timers, self.ts, self.domain = _Timers(), ts, domain
+
+    def timer_service(self):
+        return self.timers
+
+    def timestamp(self):
+        return self.ts
+
+    def time_domain(self):
+        return self.domain
+
+
+def rec(cam, i, value=0.0, flags=0) -> bytes:
+    f = np.full((12, 18, N_CHANNELS), value, np.float32)
+    return FrameFeatures(cam, i, 1_800_000_000_000 + 100 * i, 360, 240, f, flags).encode()
+
+
+def operator(batch=4, **detect) -> ScoreAndDetect:
+    cfg = DetectConfig(threshold=1.0, ema_alpha=1.0, min_frames=1, **detect)
+    op = ScoreAndDetect(MODEL, cfg, batch, 50, 5000, 3600, emit_scores=True)
+    op.open(_Runtime())
+    return op
+
+
+def run(op, records, flush=True):
+    out = []
+    for r in records:
+        out += list(op.process_element(r, _Ctx(ts=1)))
+    if flush:
+        out += list(op.on_timer(2**62, _Ctx(domain=TimeDomain.EVENT_TIME)))
+    scores = [json.loads(v) for t, v in (o for o in out if isinstance(o, tuple)) if t is SCORES]
+    dead = [json.loads(v) for t, v in (o for o in out if isinstance(o, tuple)) if t is DEAD_LETTER]
+    events = [json.loads(o) for o in out if isinstance(o, str)]
+    return scores, events, dead
+
+
+def test_batches_flush_when_full_and_on_timer():
+    op = operator(batch=3)
+    out = [o for r in [rec("a", 0), rec("a", 1)] for o in op.process_element(r, _Ctx(ts=1))]
+    assert out == [] and op.count.value() == 2
+    out = list(op.process_element(rec("a", 2), _Ctx(ts=1)))
+    assert len([o for o in out if isinstance(o, tuple) and o[0] is SCORES]) == 3 and not op.count.value()
+    list(op.process_element(rec("a", 3), _Ctx(ts=1)))
+    scores, _, _ = run(op, [])
+    assert [s["frame_index"] for s in scores] == [3]
+
+
+def test_out_of_order_within_a_batch_is_reordered_and_late_frames_dropped():
+    op = operator(batch=100)
+    scores, _, _ = run(op, [rec("a", 1), rec("a", 0), rec("a", 2)])
+    assert [s["frame_index"] for s in scores] == [0, 1, 2]
+    scores, _, _ = run(op, [rec("a", 2), rec("a", 1), rec("a", 3)])  # 1 and 2 were scored already
+    assert [s["frame_index"] for s in scores] == [3]
+
+
+def test_cameras_in_one_batch_do_not_leak_into_each_other():
+    alone = operator(batch=100)
+    a_alone, _, _ = run(alone, [rec("a", i, 0.1 * i) for i in range(6)])
+    mixed = operator(batch=100)
+    both = [r for i in range(6) for r in (rec("a", i, 0.1 * i), rec("b", i, 5.0))]
+    scores, _, _ = run(mixed, both)
+    a_mixed = [s for s in scores if s["camera_id"] == "a"]
+    assert [s["score"] for s in a_mixed] == [s["score"] for s in a_alone]
+
+
+def test_malformed_records_are_dead_lettered_and_the_rest_scored():
+    op = operator(batch=100)
+    bad = rec("a", 1)[:-4] + b"\x00\x00\xc0\x7f"  # NaN in the last cell
+    scores, _, dead = run(op, [rec("a", 0), bad, b"garbage", rec("a", 2)])
+    assert [s["frame_index"] for s in scores] == [0, 2]
+    assert sorted(d["reason"] for d in dead) == ["non_finite", "truncated"]
+
+
+def test_episode_lifecycle_gap_and_end_of_stream_close():
+    op = operator(batch=100, update_every=1000, cooldown_frames=0)
+    calm, hot = 0.0, 50.0
+    records = [
+        rec("a", 0, calm),
+        rec("a", 1, hot),
+        rec("a", 2, hot),
+        rec("a", 3, hot, flags=FLAG_GAP),
+        rec("a", 4, hot),
+    ]
+    _, events, _ = run(op, records)
+    phases = [(e["phase"], e["start_frame"], e.get("close_reason")) for e in events]
+    assert phases[0] == ("open", 1, None) and phases[1] == ("close", 1, "gap")
+    # after the gap a new episode starts; the end of the stream (max watermark) closes it as idle
+    assert phases[2][0] == "open" and phases[-1] == ("close", phases[2][1], "idle")
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_region_mask_applies_per_camera(masked):
+    from vad.config import CameraOverride
+
+    cams = {"a": CameraOverride(mask=[(r, c) for r in range(12) for c in range(18)])} if masked else {}
+    op = operator(batch=100, cameras=cams)
+    _, events, _ = run(op, [rec("a", i, 50.0) for i in range(3)])
+    assert (events == []) is masked
