@@ -157,7 +157,8 @@ def plot(results: list[ClipResult], threshold: float, out: Path) -> list[Path]:
     return paths
 
 
-def evaluate(data: Path, model_path: Path, cfg: Config, out: Path | None = None) -> dict:
+def evaluate(data: Path, model_path: Path, cfg: Config, out: Path | None = None, raw: dict | None = None) -> dict:
+    """In-process evaluation; ``raw``, if given, receives each clip's model frame scores."""
     labels, fps = load_labels(data / "labels.json")
     card = ModelCard.load(card_path(model_path))
     threshold = cfg.detect.threshold or card.threshold(cfg.detect.calibration_quantile)
@@ -169,11 +170,13 @@ def evaluate(data: Path, model_path: Path, cfg: Config, out: Path | None = None)
         if clip.stem not in labels:
             raise ValueError(f"{clip.name} has no entry in {data / 'labels.json'}")
         grids = clip_features(clip, edge)
-        smoothed, raw, events = score_clip(clip.stem, grids, scorer, detector, card.window)
+        smoothed, frame_raw, events = score_clip(clip.stem, grids, scorer, detector, card.window)
         y = np.zeros(len(smoothed), np.int8)
         for a, b in labels[clip.stem]:
             y[max(a, 0) : b + 1] = 1
-        results.append(ClipResult(clip.stem, y, smoothed, raw, events, labels[clip.stem]))
+        results.append(ClipResult(clip.stem, y, smoothed, frame_raw, events, labels[clip.stem]))
+        if raw is not None:
+            raw[clip.stem] = frame_raw
         log.info("%s: %d frames, %d events", clip.stem, len(y), len(events))
     report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results)}
     if out is not None:

@@ -120,8 +120,13 @@ def _cmd_evaluate(cfg, args) -> int:
     from models.evaluate import evaluate
 
     model = Path(args.model) if args.model else cfg.resolve(cfg.job.model_path)
-    report = evaluate(Path(args.data), model, cfg, Path(args.out) if args.out else None)
-    keys = (
+    raw: dict = {}
+    report = evaluate(Path(args.data), model, cfg, Path(args.out) if args.out else None, raw=raw)
+    if args.streaming:
+        from models.evaluate_streaming import evaluate_streaming
+
+        report = evaluate_streaming(Path(args.data), model, cfg, offline=raw)
+    keys = [
         "frame_auc",
         "pr_auc",
         "eer",
@@ -131,7 +136,9 @@ def _cmd_evaluate(cfg, args) -> int:
         "mean_delay_s",
         "frames",
         "clips",
-    )
+    ]
+    if args.streaming:
+        keys.append("max_abs_diff_vs_in_process")
     for name, clip in report["per_clip"].items():
         print(f"{name}: {json.dumps(clip)}")
     print(json.dumps({k: report[k] for k in keys}))
@@ -195,6 +202,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--model", default=None, help="ONNX model (default: job.model_path); its card.json beside it")
     s.add_argument("--out", default=None, help="folder for report.json, ROC and timeline PNGs")
+    s.add_argument("--streaming", action="store_true", help="score through Kafka and the Flink job (stack must be up)")
     s.set_defaults(fn=_cmd_evaluate)
     s = sub.add_parser("demo", help="end to end on the embedded stack (what `make demo` runs)")
     s.set_defaults(fn=_cmd_demo)

@@ -3,6 +3,7 @@ once per session by the project's own stack code and always stopped."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,32 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+def produce_clips(env: dict[str, str], sources: dict[str, Path], timeout: float = 300) -> dict[str, int]:
+    """Stream clips as cameras at the same time (as live cameras do); returns frames sent per camera."""
+    procs = {
+        cam: subprocess.Popen(
+            [sys.executable, "-m", "vad.cli", "produce", "--camera", cam, "--source", str(src)],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cam, src in sources.items()
+    }
+    sent = {}
+    for cam, p in procs.items():
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err[-3000:]
+        sent[cam] = int(json.loads(out.strip().splitlines()[-1])["sent"])
+    return sent
+
+
+@pytest.fixture(scope="session")
+def produce():
+    return produce_clips
 
 
 @pytest.fixture(scope="session")

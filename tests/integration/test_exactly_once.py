@@ -5,7 +5,6 @@ so every episode closes on its score."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -90,37 +89,13 @@ def _until_all_scored(job: subprocess.Popen, cfg, frames: int, timeout_s: float 
 
 
 @pytest.fixture(scope="module")
-def produced(stack_env, ped2, tmp_path_factory):
+def produced(stack_env, ped2, produce, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eo")
     for name in ("ref", "rst"):
         ensure_topics(load_config(env=_env(stack_env, name, tmp)).kafka)
     env = _env(stack_env, "ref", tmp)
     # The cameras stream at the same time, so their event times overlap as live cameras' do.
-    procs = {
-        cam: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vad.cli",
-                "produce",
-                "--camera",
-                cam,
-                "--source",
-                str(ped2 / "test" / f"{clip}.mp4"),
-            ],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for cam, clip in CLIPS.items()
-    }
-    counts = {}
-    for cam, p in procs.items():
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-        counts[cam] = int(json.loads(out.strip().splitlines()[-1])["sent"])
+    counts = produce(env, {cam: ped2 / "test" / f"{clip}.mp4" for cam, clip in CLIPS.items()})
     # A calm tail per camera (no motion), continuing its frame indices and event time: open episodes
     # close on their score, as they would in a live stream.
     cfg = load_config(env=env)

@@ -18,7 +18,7 @@ from vad.kafka_clients import ensure_topics
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_events_survive_a_redis_outage(stack_env, ped2):
+def test_events_survive_a_redis_outage(stack_env, ped2, produce):
     env = {
         **os.environ,
         **stack_env,
@@ -35,24 +35,7 @@ def test_events_survive_a_redis_outage(stack_env, ped2):
     }
     cfg = load_config(env=env)
     ensure_topics(cfg.kafka)
-    for cam, clip in {"ro-a": "Test004", "ro-b": "Test002"}.items():
-        p = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "vad.cli",
-                "produce",
-                "--camera",
-                cam,
-                "--source",
-                str(ped2 / "test" / f"{clip}.mp4"),
-            ],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            timeout=300,
-        )
-        assert p.returncode == 0, p.stderr
+    produce(env, {cam: ped2 / "test" / f"{clip}.mp4" for cam, clip in {"ro-a": "Test004", "ro-b": "Test002"}.items()})
     _kafka, redis_svc = stack.services(cfg)
     os.kill(redis_svc.pid(), signal.SIGTERM)
     deadline = time.monotonic() + 30
