@@ -91,6 +91,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         det.enable_time_to_live(_ttl(self.ttl_s))
         self.cameras = runtime_context.get_map_state(det)
         g = runtime_context.get_metrics_group().add_group("vad")
+        self.m_in = g.counter("records_in")
         self.m_dead = g.counter("vad_dead_letters")
         self.m_scored = g.counter("windows_scored")
         self.m_batches = g.counter("batches")
@@ -105,6 +106,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.scorer = None
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
+        self.m_in.inc()
         self.pending.add(value)
         n = (self.count.value() or 0) + 1
         if n >= self.batch_size:
