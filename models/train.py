@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from models import baseline, scalep, tensors
+from models import baseline, mil, scalep, tensors
 from models.card import Calibration, ModelCard, card_path
 from vad.config import EdgeConfig, EdgeSettings
 from vad.edge.clips import clip_features, list_clips
@@ -58,6 +58,89 @@ def _fit_export(kind: str, clips: list[np.ndarray], path: Path) -> int:
     return window
 
 
+def read_clip_labels(data: Path, path: Path) -> dict[str, int]:
+    """Clip-level labels for MIL: {"clips": {"train/Train001.mp4": 0, "test/Test002.mp4": 1, ...}},
+    paths relative to the data folder."""
+    import json
+
+    raw = json.loads(Path(path).read_text())
+    clips = raw.get("clips") if isinstance(raw, dict) else None
+    if not isinstance(clips, dict) or not clips:
+        raise ValueError(f"{path}: expected {{'clips': {{'<path under {data}>': 0 or 1, ...}}}}")
+    for rel, v in clips.items():
+        if v not in (0, 1):
+            raise ValueError(f"{path}: clips.{rel}: label must be 0 or 1")
+        if not (data / rel).is_file():
+            raise ValueError(f"{path}: clips.{rel}: no such clip under {data}")
+    if not any(clips.values()) or all(clips.values()):
+        raise ValueError(f"{path}: MIL needs both anomalous (1) and normal (0) clips")
+    return clips
+
+
+def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note) -> ModelCard:
+    rows, cols = edge.grid_rows, edge.grid_cols
+    features = {k: getattr(edge, k) for k in EdgeSettings.model_fields}
+    return ModelCard(
+        name=f"vad-{kind}",
+        model_version=datetime.now(UTC).strftime(f"{kind}-%Y%m%d%H%M%S"),
+        feature_schema_version=SCHEMA_VERSION,
+        window=window,
+        grid=(rows, cols),
+        channels=N_CHANNELS,
+        input_shape=["batch", window, rows, cols, N_CHANNELS],
+        outputs=[tensors.CELL_SCORES, tensors.FRAME_SCORE],
+        # Only the feature settings: camera sources (URLs, maybe with credentials) stay out of the card.
+        edge=EdgeSettings.model_validate(features).model_dump(
+            mode="json", exclude={"mask", "realtime", "decoder", "decode_threads"}
+        ),
+        training_data={
+            "folder": data.name,
+            "clips": len(clips),
+            "frames": int(sum(len(g) for g in clips.values())),
+            "seconds": round(time.monotonic() - t0, 1),
+        },
+        calibration=Calibration(
+            frames=int(frame.size),
+            ema_alpha=ema_alpha,
+            frame_score_quantiles={q: float(np.quantile(frame, float(q))) for q in QUANTILES},
+            cell_score_quantiles={q: float(np.quantile(cells, float(q))) for q in QUANTILES},
+        ),
+        notes=note,
+    )
+
+
+def train_mil(data: Path, out: Path, edge: EdgeConfig, clip_labels: Path, ema_alpha: float = 0.5) -> ModelCard:
+    """Weakly supervised model (models/mil.py) from clip-level labels. Thresholds are calibrated on
+    the normal clips' scores (in-sample: MIL's weights need the anomalous clips too)."""
+    labels = read_clip_labels(data, clip_labels)
+    t0 = time.monotonic()
+    grids = {rel: clip_features(data / rel, edge) for rel in tqdm(labels, desc="features", unit="clip")}
+    normal = {k: g for k, g in grids.items() if not labels[k]}
+    scales = mil.fit_scales(list(normal.values()))
+    w, b = mil.train([g for k, g in grids.items() if labels[k]], list(normal.values()), scales)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / "model.onnx"
+    onnx.save(mil.build_onnx(scales, w, b), model_path)
+    scored = score_clips(model_path, normal, 1)
+    frame = np.concatenate([_ema(f, ema_alpha) for f, _ in scored.values()])
+    cells = np.concatenate([c.ravel() for _, c in scored.values()])
+    card = _card(
+        "mil",
+        edge,
+        1,
+        data,
+        grids,
+        t0,
+        frame,
+        cells,
+        ema_alpha,
+        "MIL (Sultani et al. 2018) on clip labels; "
+        f"weights {w.tolist()}, bias {b:.3f}; calibration in-sample on the normal clips.",
+    )
+    card.save(card_path(model_path))
+    return card
+
+
 def train(data: Path, out: Path, edge: EdgeConfig, kind: str = "scalep", ema_alpha: float = 0.5) -> ModelCard:
     """Fit on DIR/train, export ONNX + card. The card's thresholds are calibrated leave-one-clip-out:
     each training clip is scored by a model fitted on the other clips, so the quantiles describe
@@ -85,35 +168,7 @@ def train(data: Path, out: Path, edge: EdgeConfig, kind: str = "scalep", ema_alp
         note = "One training clip: calibration quantiles are in-sample and optimistic."
     frame = np.concatenate(frame_scores)
     cells = np.concatenate(cell_scores)
-    rows, cols = edge.grid_rows, edge.grid_cols
-    features = {k: getattr(edge, k) for k in EdgeSettings.model_fields}
-    card = ModelCard(
-        name=f"vad-{kind}",
-        model_version=datetime.now(UTC).strftime(f"{kind}-%Y%m%d%H%M%S"),
-        feature_schema_version=SCHEMA_VERSION,
-        window=window,
-        grid=(rows, cols),
-        channels=N_CHANNELS,
-        input_shape=["batch", window, rows, cols, N_CHANNELS],
-        outputs=[tensors.CELL_SCORES, tensors.FRAME_SCORE],
-        # Only the feature settings: camera sources (URLs, maybe with credentials) stay out of the card.
-        edge=EdgeSettings.model_validate(features).model_dump(
-            mode="json", exclude={"mask", "realtime", "decoder", "decode_threads"}
-        ),
-        training_data={
-            "folder": data.name,
-            "clips": len(clips),
-            "frames": int(sum(len(g) for g in clips.values())),
-            "seconds": round(time.monotonic() - t0, 1),
-        },
-        calibration=Calibration(
-            frames=int(frame.size),
-            ema_alpha=ema_alpha,
-            frame_score_quantiles={q: float(np.quantile(frame, float(q))) for q in QUANTILES},
-            cell_score_quantiles={q: float(np.quantile(cells, float(q))) for q in QUANTILES},
-        ),
-        notes=note,
-    )
+    card = _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note)
     card.save(card_path(model_path))
     log.info("trained %s in %.1f s: %s", kind, time.monotonic() - t0, model_path)
     return card

@@ -111,7 +111,14 @@ def _cmd_events(cfg, args) -> int:
 def _cmd_train(cfg, args) -> int:
     from models.train import train
 
-    card = train(Path(args.data), Path(args.out), cfg.edge, kind=args.model, ema_alpha=cfg.detect.ema_alpha)
+    if args.mil:
+        from models.train import train_mil
+
+        if not args.clip_labels:
+            raise ValueError("--mil needs --clip-labels FILE")
+        card = train_mil(Path(args.data), Path(args.out), cfg.edge, Path(args.clip_labels), cfg.detect.ema_alpha)
+    else:
+        card = train(Path(args.data), Path(args.out), cfg.edge, kind=args.model, ema_alpha=cfg.detect.ema_alpha)
     print(json.dumps({"model": str(Path(args.out) / "model.onnx"), "version": card.model_version}))
     return 0
 
@@ -197,6 +204,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--model", default="scalep", choices=["scalep", "baseline"], help="scorer to fit (default scalep)")
+    s.add_argument("--mil", action="store_true", help="weakly supervised: multiple instance learning on clip labels")
+    s.add_argument("--clip-labels", default=None, help='with --mil: {"clips": {"train/a.mp4": 0, "test/b.mp4": 1}}')
     s.set_defaults(fn=_cmd_train)
     s = sub.add_parser("evaluate", help="frame- and event-level accuracy on DIR/test with DIR/labels.json")
     s.add_argument("--data", required=True)
