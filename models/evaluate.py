@@ -50,13 +50,14 @@ def load_labels(path: Path) -> tuple[dict[str, list[tuple[int, int]]], float]:
     return clips, float(data.get("fps", 10.0))
 
 
-def score_clip(
-    name: str, grids: np.ndarray, scorer: OnnxScorer, detector: EpisodeDetector, window: int
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
-    raw, cells = scorer.score(clip_windows(grids, window))
+def detect_clip(
+    name: str, raw: np.ndarray, cells: np.ndarray | None, detector: EpisodeDetector
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The job's detector over one clip's model scores: (smoothed score per frame, episodes as
+    (start, open, end) frames), the clip's end closing what is still open."""
     st, smoothed, events, open_at = CameraState(), [], [], {}
-    for i, (s, c) in enumerate(zip(raw, cells, strict=True)):
-        for e in detector.step(st, name, i, i, float(s), c):
+    for i, s in enumerate(raw):
+        for e in detector.step(st, name, i, i, float(s), None if cells is None else cells[i]):
             if e["phase"] == "open":
                 open_at[e["event_id"]] = i
             elif e["phase"] == "close":
@@ -64,7 +65,15 @@ def score_clip(
         smoothed.append(st.ema)
     for e in detector.close(st, name, reason="end"):
         events.append((e["start_frame"], open_at[e["event_id"]], e["end_frame"]))
-    return np.asarray(smoothed, np.float64), raw.astype(np.float64), events
+    return np.asarray(smoothed, np.float64), events
+
+
+def score_clip(
+    name: str, grids: np.ndarray, scorer: OnnxScorer, detector: EpisodeDetector, window: int
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+    raw, cells = scorer.score(clip_windows(grids, window))
+    smoothed, events = detect_clip(name, raw, cells, detector)
+    return smoothed, raw.astype(np.float64), events
 
 
 def _overlaps(ev: tuple[int, int, int], iv: tuple[int, int]) -> bool:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from models.card import ModelCard, card_path
-from models.evaluate import ClipResult, load_labels, metrics, per_clip
+from models.evaluate import ClipResult, detect_clip, load_labels, metrics, per_clip
 from vad.config import REPO_ROOT, Config, load_config
 from vad.consumer import read_kafka_events
-from vad.detect import CameraState, EpisodeDetector
+from vad.detect import EpisodeDetector
 from vad.edge.clips import list_clips
 from vad.kafka_clients import ensure_topics
 
@@ -79,20 +79,11 @@ def evaluate_streaming(data: Path, model_path: Path, cfg: Config, offline: dict 
     detector = EpisodeDetector(cfg.detect, threshold, card.model_version)
     results = []
     for name, raw in streamed_scores(data, model_path, cfg).items():
-        st, smoothed, events, open_at = CameraState(), [], [], {}
-        for i, s in enumerate(raw):
-            for e in detector.step(st, name, i, i, float(s)):
-                if e["phase"] == "open":
-                    open_at[e["event_id"]] = i
-                elif e["phase"] == "close":
-                    events.append((e["start_frame"], open_at[e["event_id"]], e["end_frame"]))
-            smoothed.append(st.ema)
-        for e in detector.close(st, name, reason="end"):
-            events.append((e["start_frame"], open_at[e["event_id"]], e["end_frame"]))
+        smoothed, events = detect_clip(name, raw, None, detector)
         y = np.zeros(len(raw), np.int8)
         for a, b in labels[name]:
             y[max(a, 0) : b + 1] = 1
-        results.append(ClipResult(name, y, np.asarray(smoothed), raw, events, labels[name]))
+        results.append(ClipResult(name, y, smoothed, raw, events, labels[name]))
     report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results), "streaming": True}
     if offline is not None:
         diffs = [np.max(np.abs(r.raw - offline[r.name])) for r in results if len(r.raw) == len(offline[r.name])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,35 @@ def produce_clips(env: dict[str, str], sources: dict[str, Path], timeout: float 
         assert p.returncode == 0, err[-3000:]
         sent[cam] = int(json.loads(out.strip().splitlines()[-1])["sent"])
     return sent
+
+
+def start_job(env: dict[str, str]) -> subprocess.Popen:
+    """`vad run` in its own process group: its JVM and Python workers share it, so one kill stops all."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "vad.cli", "run"],
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def kill_job(job: subprocess.Popen) -> None:
+    """SIGKILL, no clean shutdown: what a crashed machine does."""
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=60)
+
+
+class Jobs:
+    start = staticmethod(start_job)
+    kill = staticmethod(kill_job)
+
+
+@pytest.fixture(scope="session")
+def jobs() -> Jobs:
+    return Jobs()
 
 
 @pytest.fixture(scope="session")

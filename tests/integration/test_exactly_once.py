@@ -6,9 +6,7 @@ so every episode closes on its score."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -50,23 +48,6 @@ def _env(stack_env: dict, name: str, tmp: Path, **extra: str) -> dict:
 def _latest_checkpoint(root: Path) -> Path | None:
     done = [p.parent for p in root.glob("*/chk-*/_metadata")]
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
-
-
-def _start(env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "vad.cli", "run"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its JVM and Python workers share the group: one kill stops all
-    )
-
-
-def _kill(job: subprocess.Popen) -> None:
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGKILL)
-    job.wait(timeout=60)
 
 
 def _until_all_scored(job: subprocess.Popen, cfg, frames: int, timeout_s: float = 600) -> list[dict]:
@@ -116,20 +97,20 @@ def produced(stack_env, ped2, produce, tmp_path_factory):
     return tmp, sum(counts.values()) + CALM_TAIL * len(counts)
 
 
-def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_env, produced):
+def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_env, produced, jobs):
     tmp, frames = produced
     ref_cfg = load_config(env=_env(stack_env, "ref", tmp))
-    ref = _start(_env(stack_env, "ref", tmp))
+    ref = jobs.start(_env(stack_env, "ref", tmp))
     try:
         want = sorted(map(_key, _until_all_scored(ref, ref_cfg, frames)))
     finally:
-        _kill(ref)
+        jobs.kill(ref)
     assert want, "the reference run produced no events"
     assert any(k[2] == "close" for k in want)
 
     env = _env(stack_env, "rst", tmp)
     cfg = load_config(env=env)
-    job = _start(env)
+    job = jobs.start(env)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and job.poll() is None:
@@ -138,14 +119,14 @@ def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_en
             time.sleep(0.2)
         assert job.poll() is None, "the job died before it could be interrupted"
     finally:
-        _kill(job)
+        jobs.kill(job)
     before_kill = len(read_redis_events(cfg))
     chk = _latest_checkpoint(tmp / "ckpt-rst")
-    resumed = _start({**env, "VAD_JOB__RESTORE_FROM": str(chk)})
+    resumed = jobs.start({**env, "VAD_JOB__RESTORE_FROM": str(chk)})
     try:
         got = sorted(map(_key, _until_all_scored(resumed, cfg, frames)))
     finally:
-        _kill(resumed)
+        jobs.kill(resumed)
     assert 0 < before_kill < len(want), "the kill should land mid-stream"
     assert got == want
     assert sorted(map(_key, read_redis_events(cfg))) == sorted(map(_key, read_redis_events(ref_cfg))) == want

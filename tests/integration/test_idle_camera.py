@@ -5,7 +5,6 @@ event time has moved past it — in an unbounded run, as in production."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 SILENT, BUSY = "idle-a", "idle-b"
 
 
-def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(stack_env, ped2):
+def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(stack_env, ped2, jobs):
     # The two cameras must sit on different partitions of the 2-partition topic for idleness to matter.
     assert {(murmur2(c.encode()) & 0x7FFFFFFF) % 2 for c in (SILENT, BUSY)} == {0, 1}
     env = {
@@ -60,14 +59,7 @@ def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(stack_env, pe
     ]
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()
-    job = subprocess.Popen(
-        [sys.executable, "-m", "vad.cli", "run"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    job = jobs.start(env)
     try:
         deadline, closed = time.monotonic() + 300, []
         while time.monotonic() < deadline and not closed:
@@ -76,9 +68,7 @@ def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(stack_env, pe
             closed = [e for e in events if e["camera_id"] == SILENT and e["phase"] == "close"]
             time.sleep(1)
     finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-        job.wait(timeout=60)
+        jobs.kill(job)
     assert closed, "the silent camera's episode was never closed: event time stalled"
     assert closed[0]["close_reason"] == "idle" and closed[0]["end_frame"] == 69
     assert any(e["camera_id"] == BUSY for e in events)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from vad.kafka_clients import ensure_topics
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_events_survive_a_redis_outage(stack_env, ped2, produce):
+def test_events_survive_a_redis_outage(stack_env, ped2, produce, jobs):
     env = {
         **os.environ,
         **stack_env,
@@ -41,14 +39,7 @@ def test_events_survive_a_redis_outage(stack_env, ped2, produce):
     deadline = time.monotonic() + 30
     while redis_svc.pid() is not None and time.monotonic() < deadline:
         time.sleep(0.2)
-    job = subprocess.Popen(
-        [sys.executable, "-m", "vad.cli", "run"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    job = jobs.start(env)
     try:
         # Redis stays down until the job has scored frames (so events are waiting to be written),
         # then a while longer than the writer's retries last.
@@ -60,9 +51,7 @@ def test_events_survive_a_redis_outage(stack_env, ped2, produce):
         assert stack.up(cfg)["redis"] == "started"
         assert job.wait(timeout=600) == 0
     finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait(timeout=60)
+        jobs.kill(job)
     kafka_events = read_kafka_events(cfg, timeout_s=20)
     redis_events = read_redis_events(cfg)
     key = lambda e: (e["event_id"], e["seq"], e["phase"])  # noqa: E731
