@@ -23,7 +23,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from vad import stack
 from vad.config import REPO_ROOT, Config, load_config
-from vad.kafka_clients import ensure_topics, make_consumer
+from vad.kafka_clients import ensure_topics
 from vad.schema import FrameFeatures
 
 CACHE = REPO_ROOT / ".cache" / "bench"
@@ -154,20 +154,6 @@ def produce_burst(cfg: Config, cameras: int, frames: int, grids: np.ndarray, t0_
         if p.exitcode != 0:
             raise RuntimeError(f"producer process failed: exit {p.exitcode}")
     return cameras * frames
-
-
-def read_scores(cfg: Config, expect: int, timeout_s: float) -> list[tuple[int, bytes]]:
-    """(broker append time ms, value) of the scores topic, until `expect` records or the timeout."""
-    consumer = make_consumer(cfg.kafka, cfg.kafka.topics.scores, consumer_timeout_ms=1000)
-    out: list[tuple[int, bytes]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and len(out) < expect:
-            for recs in consumer.poll(timeout_ms=500, max_records=5000).values():
-                out.extend((r.timestamp, r.value) for r in recs)
-    finally:
-        consumer.close()
-    return out
 
 
 def tree_cpu_s(root: int) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from models import tensors
 from vad.schema import CHANNELS
@@ -35,10 +35,7 @@ def fit(clips: list[np.ndarray], window: int) -> dict[str, np.ndarray]:
 
 def build_onnx(params: dict[str, np.ndarray], window: int) -> onnx.ModelProto:
     mu, sd = params["mu"], params["sd"]
-    rows, cols, ch = mu.shape
-    x = helper.make_tensor_value_info(tensors.INPUT, TensorProto.FLOAT, ["batch", window, rows, cols, ch])
-    cells = helper.make_tensor_value_info(tensors.CELL_SCORES, TensorProto.FLOAT, ["batch", rows, cols])
-    frame = helper.make_tensor_value_info(tensors.FRAME_SCORE, TensorProto.FLOAT, ["batch"])
+    rows, cols, _ = mu.shape
     nodes = [
         helper.make_node("ReduceMean", [tensors.INPUT], ["m"], axes=[1], keepdims=0),
         helper.make_node("Sub", ["m", "mu"], ["d"]),
@@ -48,8 +45,4 @@ def build_onnx(params: dict[str, np.ndarray], window: int) -> onnx.ModelProto:
         helper.make_node("ReduceMax", [tensors.CELL_SCORES], [tensors.FRAME_SCORE], axes=[1, 2], keepdims=0),
     ]
     inits = [numpy_helper.from_array(mu, "mu"), numpy_helper.from_array((1.0 / sd).astype(np.float32), "inv_sd")]
-    graph = helper.make_graph(nodes, "vad_baseline", [x], [cells, frame], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", tensors.OPSET)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return tensors.scoring_model("vad_baseline", window, rows, cols, nodes, inits)

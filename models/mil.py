@@ -17,7 +17,7 @@ import itertools
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from models import scalep, tensors
 from vad.schema import CHANNELS
@@ -107,10 +107,6 @@ def score_numpy(grids: np.ndarray, scales: np.ndarray, w: np.ndarray, b: float) 
 
 def build_onnx(scales: np.ndarray, w: np.ndarray, b: float, window: int = 1) -> onnx.ModelProto:
     rows, cols, _ = scales.shape
-    ch = len(CHANNELS)
-    x = helper.make_tensor_value_info(tensors.INPUT, TensorProto.FLOAT, ["batch", window, rows, cols, ch])
-    cells = helper.make_tensor_value_info(tensors.CELL_SCORES, TensorProto.FLOAT, ["batch", rows, cols])
-    frame = helper.make_tensor_value_info(tensors.FRAME_SCORE, TensorProto.FLOAT, ["batch"])
     inits = [
         numpy_helper.from_array(np.array([scalep.MAG, FG], np.int64), "channels"),
         numpy_helper.from_array(np.array([window - 1], np.int64), "last"),
@@ -136,8 +132,4 @@ def build_onnx(scales: np.ndarray, w: np.ndarray, b: float, window: int = 1) -> 
         helper.make_node("Reshape", ["s", "cell_shape"], [tensors.CELL_SCORES]),
         helper.make_node("ReduceMax", [tensors.CELL_SCORES], [tensors.FRAME_SCORE], axes=[1, 2], keepdims=0),
     ]
-    graph = helper.make_graph(nodes, "vad_mil", [x], [cells, frame], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", tensors.OPSET)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return tensors.scoring_model("vad_mil", window, rows, cols, nodes, inits)

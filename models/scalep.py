@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from models import tensors
 from vad.schema import CHANNELS
@@ -58,10 +58,6 @@ def score_numpy(windows: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.
 
 def build_onnx(scale: np.ndarray, window: int) -> onnx.ModelProto:
     rows, cols = scale.shape
-    ch = len(CHANNELS)
-    x = helper.make_tensor_value_info(tensors.INPUT, TensorProto.FLOAT, ["batch", window, rows, cols, ch])
-    cells = helper.make_tensor_value_info(tensors.CELL_SCORES, TensorProto.FLOAT, ["batch", rows, cols])
-    frame = helper.make_tensor_value_info(tensors.FRAME_SCORE, TensorProto.FLOAT, ["batch"])
     inits = [
         numpy_helper.from_array(np.array([MAG], np.int64), "channel"),
         numpy_helper.from_array(np.array([window - 1], np.int64), "last"),
@@ -75,8 +71,4 @@ def build_onnx(scale: np.ndarray, window: int) -> onnx.ModelProto:
         helper.make_node("Mul", ["mag3", "inv_scale"], [tensors.CELL_SCORES]),
         helper.make_node("ReduceMax", [tensors.CELL_SCORES], [tensors.FRAME_SCORE], axes=[1, 2], keepdims=0),
     ]
-    graph = helper.make_graph(nodes, "vad_scalep", [x], [cells, frame], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", tensors.OPSET)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return tensors.scoring_model("vad_scalep", window, rows, cols, nodes, inits)

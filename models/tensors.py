@@ -13,3 +13,20 @@ INPUT = "windows"
 CELL_SCORES = "cell_scores"
 FRAME_SCORE = "frame_score"
 OPSET = 17
+
+
+def scoring_model(name: str, window: int, rows: int, cols: int, nodes: list, initializers: list):
+    """Wrap a scorer's nodes in the contract above: the named input and outputs, dynamic batch axis,
+    this opset; checked before it is returned."""
+    from onnx import TensorProto, checker, helper
+
+    from vad.schema import N_CHANNELS
+
+    x = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", window, rows, cols, N_CHANNELS])
+    cells = helper.make_tensor_value_info(CELL_SCORES, TensorProto.FLOAT, ["batch", rows, cols])
+    frame = helper.make_tensor_value_info(FRAME_SCORE, TensorProto.FLOAT, ["batch"])
+    graph = helper.make_graph(nodes, name, [x], [cells, frame], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8  # what onnxruntime 1.31 and onnx 1.22 both read
+    checker.check_model(model)
+    return model

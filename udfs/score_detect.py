@@ -90,6 +90,9 @@ class ScoreAndDetect(KeyedProcessFunction):
         det = MapStateDescriptor("detector", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         det.enable_time_to_live(_ttl(self.ttl_s))
         self.cameras = runtime_context.get_map_state(det)
+        # Earliest event time at which an open episode of this shard could be idle: the scan over
+        # the shard's cameras runs only then, not on every batch's watermark timer.
+        self.idle_due = runtime_context.get_state(ValueStateDescriptor("idle_due", Types.LONG()))
         g = runtime_context.get_metrics_group().add_group("vad")
         self.m_in = g.counter("records_in")
         self.m_dead = g.counter("vad_dead_letters")
@@ -123,7 +126,8 @@ class ScoreAndDetect(KeyedProcessFunction):
         # Stale timers of an already flushed batch find the buffer empty.
         if self.count.value():
             yield from self._flush(ctx)
-        if ctx.time_domain() == TimeDomain.EVENT_TIME:
+        due = self.idle_due.value()
+        if ctx.time_domain() == TimeDomain.EVENT_TIME and due is not None and timestamp >= due:
             yield from self._close_idle(timestamp)
 
     def _emit(self, events: list[dict]):
@@ -135,12 +139,23 @@ class ScoreAndDetect(KeyedProcessFunction):
             yield json.dumps(e, separators=(",", ":"))
 
     def _close_idle(self, watermark: int):
+        next_due = None
         for cam, raw in list(self.cameras.items()):
             st = state_from_dict(raw)
-            if st.open is not None and st.last_ts + self.idle_close_ms <= watermark:
+            if st.open is None:
+                continue
+            due = st.last_ts + self.idle_close_ms
+            if due <= watermark:
                 events = self.detector.close(st, cam, reason="idle")
                 self.cameras.put(cam, state_to_dict(st))
                 yield from self._emit(events)
+            else:
+                # Its last flush registered a timer at or after this time, so the scan runs again.
+                next_due = due if next_due is None else min(next_due, due)
+        if next_due is None:
+            self.idle_due.clear()
+        else:
+            self.idle_due.update(next_due)
 
     def _flush(self, ctx):
         items = list(self.pending.get() or [])
@@ -203,4 +218,7 @@ class ScoreAndDetect(KeyedProcessFunction):
                 latest_open = max(latest_open, st.last_ts)
         if latest_open:
             # Closes the episode of a camera that goes silent, once the watermark passes this point.
-            ctx.timer_service().register_event_time_timer(latest_open + self.idle_close_ms)
+            due = latest_open + self.idle_close_ms
+            ctx.timer_service().register_event_time_timer(due)
+            current = self.idle_due.value()
+            self.idle_due.update(due if current is None else min(current, due))
