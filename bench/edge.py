@@ -120,9 +120,15 @@ def run(bootstrap: str | None = None, data: Path = PED2, max_clips: int = 6) -> 
     farneback = _pipeline(clips, base.model_copy(update={"flow": "farneback", "flow_scale": 1.0}))
     refs = {}
     for name, upd in {
-        "fast_profile_dis_ultrafast_fs1_x0.5": {"flow": "dis"},
-        "dis_ultrafast_x0.5_preset": {"flow": "dis", "dis_finest_scale": None, "flow_gate": 0.0},
-        "dis_medium_x1.0": {"flow": "dis", "dis_preset": "medium", "dis_finest_scale": None, "flow_scale": 1.0},
+        "farneback_x0.5_equalize_previous_default": {"flow": "farneback", "normalise": "equalize"},
+        "dis_ultrafast_x0.5_preset": {"dis_finest_scale": None, "dis_iterations": None, "flow_gate": 0.0},
+        "dis_medium_x1.0": {
+            "dis_preset": "medium",
+            "dis_finest_scale": None,
+            "dis_iterations": None,
+            "dis_patch_stride": None,
+            "flow_scale": 1.0,
+        },
         "decoder_opencv": {"decoder": "opencv"},
     }.items():
         refs[name] = round(_fps(_pipeline(clips[:1], base.model_copy(update=upd))), 1)
@@ -152,6 +158,8 @@ def run(bootstrap: str | None = None, data: Path = PED2, max_clips: int = 6) -> 
                 "flow",
                 "dis_preset",
                 "dis_finest_scale",
+                "dis_iterations",
+                "dis_patch_stride",
                 "flow_scale",
                 "normalise",
                 "flow_gate",

@@ -100,23 +100,21 @@ class EdgeSettings(_Strict):
 
     grid_rows: int = Field(12, ge=1, le=256)
     grid_cols: int = Field(18, ge=1, le=256)
-    # Farneback at half size by default: of the settings measured (models/README.md) it separated
-    # synthetic anomalies best on held-out *training* clips, and it gave Ped2 test 1-6 a causal frame
-    # AUC of 0.973 at ~180 frames/s per core. `flow: dis` (ultrafast, refined to level 1, below) is
-    # the fast profile: ~500 frames/s per core, AUC 0.964.
-    flow: Literal["dis", "farneback"] = "farneback"
-    # DIS settings of the fast profile (models/README.md): ultrafast refined to pyramid level 1 with a
-    # patch stride of 5 at half size keeps most of DIS medium's anomaly separation for ~1/10 of its
-    # cost; the frame-difference gate removes flow noise on static texture; histogram equalisation
-    # beat CLAHE and no normalisation, and is 8x cheaper.
+    # DIS ultrafast refined to pyramid level 1 at half size, 25 descent iterations, no lighting
+    # normalisation: chosen on training clips only (held-out normal clips against synthetic anomalies,
+    # models/README.md), where it separated anomalies as well as Farneback at half size for a fifth of
+    # the cost: ~450 frames/s per core end to end. DIS matches mean-normalised patches, so a global
+    # brightness change moves no flow; equalisation made it worse here. `flow: farneback` remains.
+    flow: Literal["dis", "farneback"] = "dis"
     dis_preset: Literal["ultrafast", "fast", "medium"] = "ultrafast"
     # Optional overrides of the preset's knobs; None keeps the preset's value.
     dis_finest_scale: int | None = Field(1, ge=0, le=6, description="pyramid level DIS stops at (0 = full)")
-    dis_iterations: int | None = Field(None, ge=1, le=200, description="gradient descent iterations per level")
+    dis_iterations: int | None = Field(25, ge=1, le=200, description="gradient descent iterations per level")
     dis_refine_iterations: int | None = Field(None, ge=0, le=100, description="variational refinement iterations")
     dis_patch_stride: int | None = Field(5, ge=1, le=32, description="pixels between DIS patches (preset: 4)")
     flow_scale: float = Field(0.5, gt=0.05, le=1.0, description="flow computed at this fraction of size")
-    normalise: Literal["none", "equalize", "clahe"] = "equalize"
+    # For cameras whose contrast swings (night, IR): equalize or clahe, and a model trained with it.
+    normalise: Literal["none", "equalize", "clahe"] = "none"
     flow_gate: float = Field(
         4.0, ge=0, le=255, description="zero flow where the 3x3-blurred frame difference is below this (0 = off)"
     )
