@@ -11,7 +11,7 @@ import logging
 import sys
 
 from pyflink.common import Duration, Types, WatermarkStrategy
-from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
+from pyflink.common.serialization import ByteArraySchema, DeserializationSchema, SimpleStringSchema
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
@@ -23,7 +23,7 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.java_gateway import get_gateway
 
-from jobs.operators.records import shard_key
+from jobs.operators.records import key_by_shard, sharded_records
 from jobs.operators.redis_sink import WriteEventsToRedis
 from jobs.runtime import flink_configuration
 from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
@@ -33,7 +33,7 @@ from vad.kafka_clients import flink_properties
 log = logging.getLogger(__name__)
 
 
-def kafka_source(cfg: Config) -> KafkaSource:
+def kafka_source(cfg: Config, values: DeserializationSchema | None = None) -> KafkaSource:
     k, j = cfg.kafka, cfg.job
     start = {
         "earliest": KafkaOffsetsInitializer.earliest(),
@@ -46,7 +46,7 @@ def kafka_source(cfg: Config) -> KafkaSource:
         .set_topics(k.topics.features)
         .set_group_id(k.group_id)
         .set_starting_offsets(start)
-        .set_value_only_deserializer(ByteArraySchema())
+        .set_value_only_deserializer(values or ByteArraySchema())
         .set_properties(flink_properties(k))
     )
     if j.bounded:
@@ -85,13 +85,14 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(j.watermark_ooo_ms)).with_idleness(
         Duration.of_millis(j.idle_timeout_ms)
     )
-    # Source: raw record bytes, event time from the Kafka record timestamp (the frame's time).
-    raw = env.from_source(kafka_source(cfg), watermarks, "frame-features").uid("kafka-frame-features")
+    # Source: (scoring shard, raw record bytes), event time from the Kafka record timestamp (the
+    # frame's time). The shard comes from the record header, computed and keyed in the JVM.
+    source = kafka_source(cfg, sharded_records(j.score_shards))
+    rows = env.from_source(source, watermarks, "frame-features").uid("kafka-frame-features")
     # Features -> score -> detect: records of a shard of cameras are decoded and validated, windowed
     # per camera, scored in one batched ONNX call and run through each camera's episode detector.
-    shards = j.score_shards
     events = (
-        raw.key_by(lambda r: shard_key(r, shards), key_type=Types.INT())
+        key_by_shard(rows)
         .process(
             ScoreAndDetect(
                 model, cfg.detect, j.batch_size, j.batch_max_delay_ms, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores

@@ -14,10 +14,14 @@ CONNECTOR_DIR = REPO_ROOT / ".cache" / "jars" / "flink"
 
 
 def connector_jars() -> list[Path]:
+    """The Kafka connector and the job's own Java class (io.github.vad.flink.ShardedRecords)."""
     jars = sorted(CONNECTOR_DIR.glob("flink-sql-connector-kafka-*.jar"))
     if not jars:
         raise FileNotFoundError(f"Flink Kafka connector jar missing in {CONNECTOR_DIR}: run `make setup`")
-    return jars
+    records = CONNECTOR_DIR / "vad-records.jar"
+    if not records.is_file():
+        raise FileNotFoundError(f"{records} missing: run `make setup`")
+    return [*jars, records]
 
 
 def flink_configuration(cfg: Config) -> Configuration:

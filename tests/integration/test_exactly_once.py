@@ -42,6 +42,11 @@ def _env(stack_env: dict, name: str, tmp: Path, **extra: str) -> dict:
         "VAD_JOB__EMIT_SCORES": "true",
         "VAD_JOB__CHECKPOINT_INTERVAL_MS": "500",
         "VAD_JOB__CHECKPOINT_DIR": str(tmp / f"ckpt-{name}"),
+        # Idle closes follow the watermark, which the source emits every 200 ms of processing time:
+        # where a camera's records trail the others' event time in the topic (clips backfilled side
+        # by side, calm tails one camera after another), whether its episode is closed as idle first
+        # depends on that timing, in any two runs. Here every episode closes on its score instead.
+        "VAD_JOB__IDLE_TIMEOUT_MS": "600000",
         **extra,
     }
 

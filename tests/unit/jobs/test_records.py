@@ -1,0 +1,48 @@
+"""The scoring shard computed in the JVM (io.github.vad.flink.ShardedRecords, the job's Kafka value
+deserializer) is the Python `shard_of` of the record's camera id, malformed records included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyflink.java_gateway import get_gateway
+from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+from jobs.operators.records import shard_of
+from jobs.runtime import connector_jars
+from vad.schema import HEADER_SIZE, N_CHANNELS, FrameFeatures
+
+
+@pytest.fixture(scope="module")
+def jvm():
+    add_jars_to_context_class_loader([p.as_uri() for p in connector_jars()])
+    return get_gateway().jvm
+
+
+def _rec(cam: str) -> bytes:
+    return FrameFeatures(cam, 7, 1_800_000_000_000, 360, 240, np.zeros((2, 3, N_CHANNELS), np.float32)).encode()
+
+
+@pytest.mark.parametrize("shards", [1, 2, 4, 7, 64])
+def test_java_shard_equals_python_shard_of_the_camera_id(jvm, shards):
+    ids = ["cam-0000", "gate-3", "walkway-1", "x" * 128] + [f"cam-{i:04d}" for i in range(50)]
+    java = jvm.io.github.vad.flink.ShardedRecords
+    assert [java.shardOf(_rec(c), shards) for c in ids] == [shard_of(c, shards) for c in ids]
+
+
+def test_malformed_records_go_to_the_shard_of_the_empty_id_or_of_what_is_there(jvm):
+    java = jvm.io.github.vad.flink.ShardedRecords
+    assert java.shardOf(b"", 5) == shard_of("", 5)
+    assert java.shardOf(b"VADF\x01", 5) == shard_of("", 5)
+    cut = _rec("camera-7")[: HEADER_SIZE + 3]  # truncated inside the id: its first bytes count
+    assert java.shardOf(cut, 5) == shard_of("cam", 5)
+
+
+def test_rows_carry_the_shard_and_the_unchanged_bytes(jvm):
+    schema = jvm.io.github.vad.flink.ShardedRecords(4)
+    raw = _rec("gate-3")
+    row = schema.deserialize(raw)
+    assert row.getField(0) == shard_of("gate-3", 4) and bytes(row.getField(1)) == raw
+    assert str(schema.getProducedType()) == "Row(f0: Integer, f1: byte[])"
+    with pytest.raises(Exception, match="shards must be >= 1"):
+        jvm.io.github.vad.flink.ShardedRecords(0)
