@@ -112,7 +112,7 @@ def camera_ids(n: int) -> list[str]:
 
 def fast_producer(cfg: Config, linger_ms: int) -> KafkaProducer:
     # lz4 and big batches; acks=1 is enough for a bench on one broker. With the C crc32c installed
-    # (requirements.txt) this costs ~0.1 ms of CPU per 10 KB record, ~0.25 of a core at 1,100/s.
+    # (requirements.txt) this costs ~0.1 ms of CPU per 10 KB record, ~0.3 of a core at 1,100/s.
     return KafkaProducer(
         bootstrap_servers=cfg.kafka.bootstrap_servers,
         acks=1,

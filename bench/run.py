@@ -22,10 +22,10 @@ def main(argv: list[str]) -> int:
     # (acks=all, lz4); job.run() reuses the running stack and stops it at the end.
     try:
         cfg = common.stack_up()
-    except Exception:
+        out.update(edge.run(bootstrap=cfg.kafka.bootstrap_servers))
+    except BaseException:
         common.stack_down()
         raise
-    out.update(edge.run(bootstrap=cfg.kafka.bootstrap_servers))
     out.update(job.run(quick=quick))
     out["loadavg_end"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)

@@ -67,7 +67,9 @@ def moving_patch(frames: list[np.ndarray], seed: int, speed: float, size: int = 
 
 
 def sequences(i: int, n: int, frames: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-    speed = lambda k: 3 + 9 * (k % n) / max(n - 1, 1)  # noqa: E731 - spread over 3-12 px/frame
+    def speed(k: int) -> float:  # spread over the clips, 3-12 px/frame
+        return 3 + 9 * (k % n) / max(n - 1, 1)
+
     return {
         "normal": frames,
         "speed2x": frames[::2],

@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from vad.config import REPO_ROOT, Config
-from vad.stack import Service, StackError, state_dir
+from vad.stack import Service, StackError, state_dir, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -220,29 +220,10 @@ def _wait_ready(cfg: Config, deadline: float) -> None:
 
 
 def down(cfg: Config, timeout_s: float = 30.0) -> dict[str, str]:
-    out = {}
-    for d in reversed(daemons(cfg)):  # TaskManager first: its tasks end while the JobManager is there
-        pid = d.pid()
-        if pid is None:
-            out[f"flink-{d.name}"] = "not running"
-            d.pid_file.unlink(missing_ok=True)
-            continue
-        pgid = os.getpgid(pid)
-        os.kill(pid, signal.SIGTERM)  # Flink shuts down cleanly, the TaskManager with its Python workers
-        deadline = time.monotonic() + timeout_s
-        while d.pid() is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if d.pid() is not None:
-            # Its process group (made by up()) holds the daemon and the Python workers it started.
-            if pgid != os.getpgrp():
-                os.killpg(pgid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGKILL)
-            out[f"flink-{d.name}"] = "killed"
-        else:
-            out[f"flink-{d.name}"] = "stopped"
-        d.pid_file.unlink(missing_ok=True)
-    return out
+    # TaskManager first: its tasks end while the JobManager is there. SIGTERM lets Flink shut down
+    # cleanly, the TaskManager with its Python workers; a SIGKILL takes the process group made by up(),
+    # which holds the daemon and the Python workers it started.
+    return {f"flink-{d.name}": stop_process(d, timeout_s, whole_group=True) for d in reversed(daemons(cfg))}
 
 
 def status(cfg: Config) -> dict[str, str]:

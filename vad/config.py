@@ -103,7 +103,7 @@ class EdgeSettings(_Strict):
     # DIS ultrafast refined to pyramid level 1 at half size, 25 descent iterations, no lighting
     # normalisation: chosen on training clips only (held-out normal clips against synthetic anomalies,
     # models/README.md), where it separated anomalies as well as Farneback at half size for a fifth of
-    # the cost: ~450 frames/s per core end to end. DIS matches mean-normalised patches, so a global
+    # the cost: ~380-440 frames/s per core end to end with Kafka sends. DIS matches mean-normalised patches, so a global
     # brightness change moves no flow; equalisation made it worse here. `flow: farneback` remains.
     flow: Literal["dis", "farneback"] = "dis"
     dis_preset: Literal["ultrafast", "fast", "medium"] = "ultrafast"

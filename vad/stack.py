@@ -234,25 +234,32 @@ def up(cfg: Config) -> dict[str, str]:
     return out
 
 
-def down(cfg: Config, timeout_s: float = 30.0) -> dict[str, str]:
-    out = {}
-    for svc in services(cfg):
-        pid = svc.pid()
-        if pid is None:
-            out[svc.name] = "not running"
-            svc.pid_file.unlink(missing_ok=True)
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while svc.pid() is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if svc.pid() is not None:
-            os.kill(pid, signal.SIGKILL)
-            out[svc.name] = "killed"
+def stop_process(proc, timeout_s: float, whole_group: bool = False) -> str:
+    """Stops a pid-file process (a Service, or a Flink daemon in vad.cluster): SIGTERM, up to timeout_s
+    to exit, then SIGKILL — of its whole process group when asked and it has one of its own. Returns
+    "not running", "stopped" or "killed"; the pid file is gone afterwards."""
+    pid = proc.pid()
+    if pid is None:
+        proc.pid_file.unlink(missing_ok=True)
+        return "not running"
+    pgid = os.getpgid(pid) if whole_group else None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while proc.pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = "stopped"
+    if proc.pid() is not None:
+        if pgid is not None and pgid != os.getpgrp():
+            os.killpg(pgid, signal.SIGKILL)
         else:
-            out[svc.name] = "stopped"
-        svc.pid_file.unlink(missing_ok=True)
-    return out
+            os.kill(pid, signal.SIGKILL)
+        result = "killed"
+    proc.pid_file.unlink(missing_ok=True)
+    return result
+
+
+def down(cfg: Config, timeout_s: float = 30.0) -> dict[str, str]:
+    return {svc.name: stop_process(svc, timeout_s) for svc in services(cfg)}
 
 
 def status(cfg: Config) -> dict[str, str]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from edge_fakes import FakeProducer
 
-from vad.config import EdgeSettings, load_config
+from vad.config import load_config
 from vad.edge.clips import clip_features
 from vad.edge.producer import run_cameras
 from vad.schema import decode
@@ -69,7 +69,6 @@ def test_rtsp_stream_gives_the_file_features_and_reconnects_when_the_session_end
     settings = cfg.edge.settings_for(None).model_copy(
         update={"reconnect_initial_s": 0.1, "reconnect_attempts": 5, "read_timeout_s": 10}
     )
-    assert isinstance(settings, EdgeSettings)
     p = FakeProducer()
     (w,) = run_cameras(cfg, [("rtsp-cam", f"{rtsp_dir}/Test006.mp4", settings)], limit=190, producer=p)
     assert w.error is None, w.error
