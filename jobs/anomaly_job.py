@@ -23,7 +23,7 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.java_gateway import get_gateway
 
-from jobs.operators.records import key_by_shard, sharded_records
+from jobs.operators.records import batch_by_shard, java_side_output, sharded_records, split_lines
 from jobs.operators.redis_sink import WriteEventsToRedis
 from jobs.runtime import flink_configuration
 from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
@@ -89,27 +89,26 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     # frame's time). The shard comes from the record header, computed and keyed in the JVM.
     source = kafka_source(cfg, sharded_records(j.score_shards))
     rows = env.from_source(source, watermarks, "frame-features").uid("kafka-frame-features")
-    # Features -> score -> detect: records of a shard of cameras are decoded and validated, windowed
-    # per camera, scored in one batched ONNX call and run through each camera's episode detector.
+    # Features: each shard's records are micro-batched in the JVM (full, after batch_max_delay_ms, or
+    # when the watermark passes), so a batch crosses into Python as one element.
+    batches = batch_by_shard(rows, j.batch_size, j.batch_max_delay_ms, uid="batch-records")
+    # Score -> detect: a batch is decoded and validated, windowed per camera, scored in one ONNX call
+    # and run through each camera's episode detector.
     events = (
-        key_by_shard(rows)
-        .process(
-            ScoreAndDetect(
-                model, cfg.detect, j.batch_size, j.batch_max_delay_ms, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores
-            ),
-            Types.STRING(),
+        batches.process(
+            ScoreAndDetect(model, cfg.detect, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores), Types.STRING()
         )
         .name("score-detect")
         .uid("score-detect")
     )
     # Sinks: malformed records, per-frame scores (optional), events to Redis (idempotent) then Kafka.
-    events.get_side_output(DEAD_LETTER).sink_to(kafka_sink(cfg, cfg.kafka.topics.dead_letter, "dlq")).name(
+    java_side_output(events, DEAD_LETTER).sink_to(kafka_sink(cfg, cfg.kafka.topics.dead_letter, "dlq")).name(
         "dead-letter-sink"
     ).uid("dead-letter-sink")
     if j.emit_scores:
-        events.get_side_output(SCORES).sink_to(kafka_sink(cfg, cfg.kafka.topics.scores, "scores")).name(
-            "scores-sink"
-        ).uid("scores-sink")
+        split_lines(java_side_output(events, SCORES)).name("split-scores").uid("split-scores").sink_to(
+            kafka_sink(cfg, cfg.kafka.topics.scores, "scores")
+        ).name("scores-sink").uid("scores-sink")
     (
         events.map(WriteEventsToRedis(cfg.redis), Types.STRING())
         .name("redis-events")

@@ -36,6 +36,8 @@ def flink_configuration(cfg: Config) -> Configuration:
         "python.execution-mode": "process",
         "python.fn-execution.bundle.size": str(j.bundle_size),
         "python.fn-execution.bundle.time": str(j.bundle_time_ms),
+        # Flink's default (100 ms) holds a record in a half-full network buffer at every exchange.
+        "execution.buffer-timeout.interval": f"{j.buffer_timeout_ms} ms",
         "execution.checkpointing.interval": f"{j.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.checkpoints-after-tasks-finish": "true",

@@ -27,16 +27,17 @@ if ! ls .cache/jars/flink/flink-sql-connector-kafka-*.jar >/dev/null 2>&1 \
   touch .cache/jars/.stamp
 fi
 
-# The job's one Java class (Kafka records -> Row(shard, bytes), keyed in the JVM), compiled against the
-# Flink that pip installed: no build plugins to fetch. Lives beside the connector, in pipeline.jars.
-records_src=java/src/main/java/io/github/vad/flink/ShardedRecords.java
+# The job's Java classes (java/src: the Kafka value deserializer that computes the scoring shard, the
+# micro-batcher, the line splitter before the scores sink), compiled against the Flink that pip
+# installed: no build plugins to fetch. The jar lives beside the connector, in pipeline.jars.
+java_src=java/src/main/java/io/github/vad/flink
 records_jar=.cache/jars/flink/vad-records.jar
-if [ ! -f "$records_jar" ] || [ "$records_src" -nt "$records_jar" ]; then
-  echo "setup: compiling $records_src"
+if [ ! -f "$records_jar" ] || [ -n "$(find "$java_src" -name '*.java' -newer "$records_jar")" ]; then
+  echo "setup: compiling $java_src"
   command -v javac >/dev/null || { echo "setup: a JDK (javac) is required" >&2; exit 1; }
   dist=$(ls .venv/lib/python*/site-packages/pyflink/lib/flink-dist-*.jar | head -1)
   rm -rf .cache/java-classes
-  javac -nowarn --release 17 -cp "$dist" -d .cache/java-classes "$records_src"
+  javac -nowarn --release 17 -cp "$dist" -d .cache/java-classes "$java_src"/*.java
   jar cf "$records_jar" -C .cache/java-classes .
 fi
 

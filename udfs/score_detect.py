@@ -1,14 +1,13 @@
 """The job's vectorized scoring UDF, fused with per-camera detection.
 
 Keyed by a *shard* of cameras (not by camera), so one ONNX call scores the windows of many cameras.
-Measured on this project's 2-core machines, a PyFlink job spends most of its time moving records
-and state between the JVM and the Python worker, not in ONNX; so this operator takes the raw Kafka
-bytes (no pickled arrays cross a shuffle), keeps each camera's window and detector state in MapState
-of its shard, and emits only small JSON strings (events, optional per-frame scores).
-
-Batching: arriving records wait in checkpointed ListState (a failure must not lose them) until the
-batch is full, a processing-time timer fires (``max_delay_ms``: the latency bound of a partial batch),
-or the watermark passes them (which also flushes everything at the end of a bounded run).
+Measured on this project's 2-core machines, a PyFlink job spends most of its time moving elements
+between the JVM and the Python worker, not in ONNX: so the records of a shard arrive here already
+batched in the JVM (``io.github.vad.flink.BatchRecords``: full batch, a processing-time bound or the
+watermark, whichever comes first; the batch waits in checkpointed state there), one element per
+batch. This operator keeps each camera's window and detector state in MapState of its shard and
+emits only small JSON strings: events, and optionally the batch's per-frame scores as one
+newline-joined string (split into one record per frame in the JVM).
 
 Rules: frames of a camera are scored in frame order within a batch; a frame not newer than the last
 one scored for its camera is late or a duplicate and is dropped (counted); a GAP flag resets the
@@ -26,9 +25,9 @@ import numpy as np
 from pyflink.common import Types
 from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext, TimeDomain
-from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from jobs.operators.records import dead_letter
+from jobs.operators.records import dead_letter, unpack_batch
 from models.card import ModelCard, card_path
 from udfs.onnx_session import OnnxScorer
 from vad.config import DetectConfig
@@ -57,22 +56,11 @@ def resolve_threshold(cfg: DetectConfig, model_path: Path) -> tuple[float, str, 
 
 
 class ScoreAndDetect(KeyedProcessFunction):
-    """raw record bytes, keyed by shard -> event JSON (side outputs: dead letters, frame scores)."""
+    """a batch of raw records, keyed by shard -> event JSON (side outputs: dead letters, frame scores)."""
 
-    def __init__(
-        self,
-        model_path: str,
-        detect: DetectConfig,
-        batch_size: int,
-        max_delay_ms: int,
-        idle_close_ms: int,
-        ttl_s: int,
-        emit_scores: bool,
-    ):
+    def __init__(self, model_path: str, detect: DetectConfig, idle_close_ms: int, ttl_s: int, emit_scores: bool):
         self.model_path = model_path
         self.detect = detect
-        self.batch_size = batch_size
-        self.max_delay_ms = max_delay_ms
         self.idle_close_ms = idle_close_ms
         self.ttl_s = ttl_s
         self.emit_scores = emit_scores
@@ -81,9 +69,6 @@ class ScoreAndDetect(KeyedProcessFunction):
         thr, version, self.window = resolve_threshold(self.detect, Path(self.model_path))
         self.detector = EpisodeDetector(self.detect, thr, version)
         self.scorer = OnnxScorer(Path(self.model_path))
-        raw_bytes = Types.PRIMITIVE_ARRAY(Types.BYTE())
-        self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", raw_bytes))
-        self.count = runtime_context.get_state(ValueStateDescriptor("pending_count", Types.INT()))
         hist = MapStateDescriptor("history", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         hist.enable_time_to_live(_ttl(self.ttl_s))
         self.history = runtime_context.get_map_state(hist)
@@ -109,23 +94,12 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.scorer = None
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
-        self.m_in.inc()
-        self.pending.add(value)
-        n = (self.count.value() or 0) + 1
-        if n >= self.batch_size:
-            yield from self._flush(ctx)
-            return
-        self.count.update(n)
-        if n == 1:
-            ts = ctx.timer_service()
-            ts.register_processing_time_timer(ts.current_processing_time() + self.max_delay_ms)
-            if ctx.timestamp() is not None:
-                ts.register_event_time_timer(ctx.timestamp())
+        items = unpack_batch(value)
+        self.m_in.inc(len(items))
+        yield from self._score_batch(items, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        # Stale timers of an already flushed batch find the buffer empty.
-        if self.count.value():
-            yield from self._flush(ctx)
+        # Event-time timers only: the idle scan (see _detect).
         due = self.idle_due.value()
         if ctx.time_domain() == TimeDomain.EVENT_TIME and due is not None and timestamp >= due:
             yield from self._close_idle(timestamp)
@@ -157,17 +131,14 @@ class ScoreAndDetect(KeyedProcessFunction):
         else:
             self.idle_due.update(next_due)
 
-    def _flush(self, ctx):
-        items = list(self.pending.get() or [])
-        self.pending.clear()
-        self.count.clear()
+    def _score_batch(self, items: list[bytes], ctx):
         recs = []
         for raw in items:
             try:
-                recs.append(decode(bytes(raw)))
+                recs.append(decode(raw))
             except SchemaError as e:
                 self.m_dead.inc()
-                yield DEAD_LETTER, dead_letter(bytes(raw), e)
+                yield DEAD_LETTER, dead_letter(raw, e)
         # Frames that arrived out of order within one batch are put back in order per camera.
         recs.sort(key=lambda r: (r.camera_id, r.frame_index))
         windows, keep, hist = [], [], {}
@@ -199,6 +170,7 @@ class ScoreAndDetect(KeyedProcessFunction):
 
     def _detect(self, recs, frame, cells, ctx):
         states: dict[str, CameraState] = {}
+        lines = []
         for r, f, c in zip(recs, frame, cells, strict=True):
             cam = r.camera_id
             st = states.get(cam)
@@ -210,7 +182,9 @@ class ScoreAndDetect(KeyedProcessFunction):
             yield from self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=r.gap))
             if self.emit_scores:
                 rec = {"camera_id": cam, "frame_index": r.frame_index, "ts_ms": r.ts_ms, "score": score}
-                yield SCORES, json.dumps(rec)
+                lines.append(json.dumps(rec))
+        if lines:
+            yield SCORES, "\n".join(lines)
         latest_open = 0
         for cam, st in states.items():
             self.cameras.put(cam, state_to_dict(st))

@@ -223,6 +223,9 @@ class JobConfig(_Strict):
     idle_timeout_ms: int = Field(5000, ge=100, le=3_600_000)
     bundle_size: int = Field(100, ge=1, le=100_000)
     bundle_time_ms: int = Field(20, ge=1, le=60_000)
+    buffer_timeout_ms: int = Field(
+        10, ge=0, le=60_000, description="flush network buffers between operators after this (0: every record)"
+    )
     emit_scores: bool = False
     state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
     state_ttl_s: int = Field(3600, ge=60, le=30 * 86400, description="forget cameras silent this long")

@@ -1,14 +1,18 @@
-"""Raw frame-feature records in the job: which scoring shard a record goes to, and the dead-letter
-message of a malformed one.
+"""Raw frame-feature records in the job, on their way to the scoring operator: which scoring shard a
+record goes to, the micro-batches that carry them into Python, and the dead-letter message of a
+malformed one.
 
-The job computes the shard in the JVM (``io.github.vad.flink.ShardedRecords``, the Kafka value
-deserializer) and keys the stream there, so records reach Python once, in the scoring operator;
-``shard_of`` is the same function in Python (a test checks both agree)."""
+Everything before the scoring operator runs in the JVM (``java/src``): the Kafka value deserializer
+computes the shard (``io.github.vad.flink.ShardedRecords``; ``shard_of`` is the same function here,
+a test checks both agree), the stream is keyed by it, and ``io.github.vad.flink.BatchRecords``
+packs each shard's records into batches, so the Python worker gets one element per batch instead of
+one per record (PyFlink's cost is per element that crosses into Python)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import struct
 import time
 import zlib
 
@@ -20,6 +24,7 @@ from pyflink.java_gateway import get_gateway
 from vad.schema import SchemaError, peek_camera_id
 
 _SAMPLE_BYTES = 256  # enough of a bad payload to debug it, small enough for any topic
+_U32 = struct.Struct("<I")
 
 
 def shard_of(camera_id: str, shards: int) -> int:
@@ -32,14 +37,65 @@ def sharded_records(shards: int) -> DeserializationSchema:
     return DeserializationSchema(get_gateway().jvm.io.github.vad.flink.ShardedRecords(shards))
 
 
-def key_by_shard(rows: DataStream) -> KeyedStream:
-    """Keys Row(shard, bytes) by the shard in the JVM; the keyed operator gets the bytes.
+def _shard_key():
+    # PyFlink's own KeyByKeySelector: key = Row(field 0), what ``DataStream.key_by`` builds after its
+    # Python key-selector step (a Row of key and value), minus that step.
+    return get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.INT()]).get_java_type_info()
 
-    This is what ``DataStream.key_by`` builds after its Python key-selector step (a Row of key and
-    value, keyed on field 0 by PyFlink's own KeyByKeySelector), minus that step."""
-    jvm = get_gateway().jvm
-    j_keyed = rows._j_data_stream.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.INT()]).get_java_type_info())
+
+def key_by_shard(rows: DataStream) -> KeyedStream:
+    """Keys Row(shard, bytes) by the shard in the JVM; a keyed Python operator gets the bytes."""
+    j_keyed = rows._j_data_stream.keyBy(*_shard_key())
     return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), rows)
+
+
+def batch_by_shard(rows: DataStream, batch_size: int, max_delay_ms: int, uid: str) -> KeyedStream:
+    """Row(shard, record bytes) -> batches of a shard's records, keyed by shard; a keyed Python
+    operator gets the batch bytes (``unpack_batch``). The batcher keeps each shard's partition, so
+    its output is keyed as it is, without another shuffle."""
+    jvm = get_gateway().jvm
+    fn = jvm.io.github.vad.flink.BatchRecords(batch_size, max_delay_ms)
+    out_type = jvm.io.github.vad.flink.BatchRecords.producedType()
+    j_batches = key_by_shard(rows)._j_data_stream.process(fn, out_type).name(uid).uid(uid)
+    j_keyed = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+        j_batches, *_shard_key()
+    )
+    return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), DataStream(j_batches))
+
+
+def pack_batch(items: list[bytes]) -> bytes:
+    """The batch layout written by ``BatchRecords.pack`` in the JVM, for tests and tools."""
+    return b"".join([_U32.pack(len(items)), *(_U32.pack(len(b)) + bytes(b) for b in items)])
+
+
+def unpack_batch(blob: bytes) -> list[bytes]:
+    """The records of one batch (layout: ``BatchRecords.pack``: uint32 count, then uint32 length and
+    the bytes of each record, little-endian)."""
+    view = memoryview(blob)
+    (n,), pos, out = _U32.unpack_from(view, 0), 4, []
+    for _ in range(n):
+        (size,) = _U32.unpack_from(view, pos)
+        pos += 4
+        out.append(bytes(view[pos : pos + size]))
+        pos += size
+    if pos != len(blob):
+        raise ValueError(f"batch of {n} records: {len(blob) - pos} bytes left over")
+    return out
+
+
+def split_lines(lines: DataStream) -> DataStream:
+    """A stream of newline-joined strings -> one string per line, in the JVM (SplitLines)."""
+    jvm = get_gateway().jvm
+    return DataStream(
+        lines._j_data_stream.flatMap(jvm.io.github.vad.flink.SplitLines(), Types.STRING().get_java_type_info())
+    )
+
+
+def java_side_output(stream: DataStream, tag) -> DataStream:
+    """A side output of a Python operator as the JVM stream it is: PyFlink's ``get_side_output``
+    adds a Python identity map, one more crossing per element, which a STRING side output bound
+    for a Java sink does not need."""
+    return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
 
 
 def dead_letter(raw: bytes, err: SchemaError) -> str:

@@ -71,3 +71,17 @@ def test_masked_cells_are_ignored_and_sensitivity_scales_threshold():
     assert det.frame_score("other", 5.0, cells) == 5.0
     assert det.threshold_for("c") == 0.5
     assert det.step(CameraState(), "c", 0, 0, 5.0, cells) == []
+
+
+def test_camera_state_round_trips_through_its_stored_dict():
+    from dataclasses import asdict
+
+    from vad.detect import state_from_dict, state_to_dict
+
+    det, st = EpisodeDetector(DetectConfig(min_frames=1), 1.0, "v"), CameraState()
+    for i in range(4):
+        det.step(st, "c", i, 1000 + 100 * i, 3.0, np.ones((2, 3), np.float32))
+    assert st.open is not None
+    assert state_to_dict(st) == asdict(st)
+    assert state_from_dict(state_to_dict(st)) == st
+    assert state_from_dict(state_to_dict(CameraState())) == CameraState()

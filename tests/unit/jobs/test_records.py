@@ -8,7 +8,7 @@ import pytest
 from pyflink.java_gateway import get_gateway
 from pyflink.util.java_utils import add_jars_to_context_class_loader
 
-from jobs.operators.records import shard_of
+from jobs.operators.records import pack_batch, shard_of, unpack_batch
 from jobs.runtime import connector_jars
 from vad.schema import HEADER_SIZE, N_CHANNELS, FrameFeatures
 
@@ -46,3 +46,17 @@ def test_rows_carry_the_shard_and_the_unchanged_bytes(jvm):
     assert str(schema.getProducedType()) == "Row(f0: Integer, f1: byte[])"
     with pytest.raises(Exception, match="shards must be >= 1"):
         jvm.io.github.vad.flink.ShardedRecords(0)
+
+
+def test_java_batches_read_back_in_python(jvm):
+    items = [_rec("gate-3"), b"", b"garbage", _rec("x" * 128)]
+    java_items = jvm.java.util.ArrayList()
+    for b in items:
+        java_items.add(b)
+    blob = bytes(jvm.io.github.vad.flink.BatchRecords.pack(java_items))
+    assert blob == pack_batch(items)
+    assert unpack_batch(blob) == items
+    with pytest.raises(ValueError, match="left over"):
+        unpack_batch(blob + b"\x00")
+    with pytest.raises(Exception, match="must be >= 1"):
+        jvm.io.github.vad.flink.BatchRecords(0, 50)

@@ -9,25 +9,12 @@ import numpy as np
 import pytest
 from pyflink.datastream import TimeDomain
 
+from jobs.operators.records import pack_batch
 from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
 from vad.config import REPO_ROOT, DetectConfig
 from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
 
 MODEL = str(REPO_ROOT / "models" / "default" / "model.onnx")
-
-
-class _List:
-    def __init__(self):
-        self.items = []
-
-    def add(self, v):
-        self.items.append(v)
-
-    def get(self):
-        return list(self.items)
-
-    def clear(self):
-        self.items = []
 
 
 class _Value:
@@ -69,9 +56,6 @@ class _Group:
 
 
 class _Runtime:
-    def get_list_state(self, _d):
-        return _List()
-
     def get_state(self, _d):
         return _Value()
 
@@ -115,38 +99,41 @@ def rec(cam, i, value=0.0, flags=0) -> bytes:
     return FrameFeatures(cam, i, 1_800_000_000_000 + 100 * i, 360, 240, f, flags).encode()
 
 
-def operator(batch=4, **detect) -> ScoreAndDetect:
+def operator(**detect) -> ScoreAndDetect:
     cfg = DetectConfig(threshold=1.0, ema_alpha=1.0, min_frames=1, **detect)
-    op = ScoreAndDetect(MODEL, cfg, batch, 50, 5000, 3600, emit_scores=True)
+    op = ScoreAndDetect(MODEL, cfg, 5000, 3600, emit_scores=True)
     op.open(_Runtime())
     return op
 
 
-def run(op, records, flush=True):
+def run(op, records, flush=True, batch=100):
+    """Feeds the records in batches of `batch` (as BatchRecords does), then the final watermark."""
     out = []
-    for r in records:
-        out += list(op.process_element(r, _Ctx(ts=1)))
+    for i in range(0, len(records), batch):
+        out += list(op.process_element(pack_batch(records[i : i + batch]), _Ctx(ts=1)))
     if flush:
         out += list(op.on_timer(2**62, _Ctx(domain=TimeDomain.EVENT_TIME)))
-    scores = [json.loads(v) for t, v in (o for o in out if isinstance(o, tuple)) if t is SCORES]
-    dead = [json.loads(v) for t, v in (o for o in out if isinstance(o, tuple)) if t is DEAD_LETTER]
+    sides = [o for o in out if isinstance(o, tuple)]
+    scores = [json.loads(line) for t, v in sides if t is SCORES for line in v.split("\n")]
+    dead = [json.loads(v) for t, v in sides if t is DEAD_LETTER]
     events = [json.loads(o) for o in out if isinstance(o, str)]
     return scores, events, dead
 
 
-def test_batches_flush_when_full_and_on_timer():
-    op = operator(batch=3)
-    out = [o for r in [rec("a", 0), rec("a", 1)] for o in op.process_element(r, _Ctx(ts=1))]
-    assert out == [] and op.count.value() == 2
-    out = list(op.process_element(rec("a", 2), _Ctx(ts=1)))
-    assert len([o for o in out if isinstance(o, tuple) and o[0] is SCORES]) == 3 and not op.count.value()
-    list(op.process_element(rec("a", 3), _Ctx(ts=1)))
-    scores, _, _ = run(op, [])
-    assert [s["frame_index"] for s in scores] == [3]
+def test_a_batch_is_scored_at_once_and_its_scores_leave_as_one_string():
+    op = operator()
+    out = list(op.process_element(pack_batch([rec("a", 0), rec("b", 0), rec("a", 1)]), _Ctx(ts=1)))
+    sides = [v for t, v in (o for o in out if isinstance(o, tuple)) if t is SCORES]
+    assert len(sides) == 1
+    frames = [(s["camera_id"], s["frame_index"]) for s in map(json.loads, sides[0].split("\n"))]
+    assert sorted(frames) == [("a", 0), ("a", 1), ("b", 0)]
+    # the camera's window carries over to the next batch: frame 1 again is a duplicate
+    scores, _, _ = run(op, [rec("a", 1), rec("a", 2)])
+    assert [s["frame_index"] for s in scores] == [2]
 
 
 def test_out_of_order_within_a_batch_is_reordered_and_late_frames_dropped():
-    op = operator(batch=100)
+    op = operator()
     scores, _, _ = run(op, [rec("a", 1), rec("a", 0), rec("a", 2)])
     assert [s["frame_index"] for s in scores] == [0, 1, 2]
     scores, _, _ = run(op, [rec("a", 2), rec("a", 1), rec("a", 3)])  # 1 and 2 were scored already
@@ -154,9 +141,9 @@ def test_out_of_order_within_a_batch_is_reordered_and_late_frames_dropped():
 
 
 def test_cameras_in_one_batch_do_not_leak_into_each_other():
-    alone = operator(batch=100)
+    alone = operator()
     a_alone, _, _ = run(alone, [rec("a", i, 0.1 * i) for i in range(6)])
-    mixed = operator(batch=100)
+    mixed = operator()
     both = [r for i in range(6) for r in (rec("a", i, 0.1 * i), rec("b", i, 5.0))]
     scores, _, _ = run(mixed, both)
     a_mixed = [s for s in scores if s["camera_id"] == "a"]
@@ -164,7 +151,7 @@ def test_cameras_in_one_batch_do_not_leak_into_each_other():
 
 
 def test_malformed_records_are_dead_lettered_and_the_rest_scored():
-    op = operator(batch=100)
+    op = operator()
     bad = rec("a", 1)[:-4] + b"\x00\x00\xc0\x7f"  # NaN in the last cell
     scores, _, dead = run(op, [rec("a", 0), bad, b"garbage", rec("a", 2)])
     assert [s["frame_index"] for s in scores] == [0, 2]
@@ -172,7 +159,7 @@ def test_malformed_records_are_dead_lettered_and_the_rest_scored():
 
 
 def test_episode_lifecycle_gap_and_end_of_stream_close():
-    op = operator(batch=100, update_every=1000, cooldown_frames=0)
+    op = operator(update_every=1000, cooldown_frames=0)
     calm, hot = 0.0, 50.0
     records = [
         rec("a", 0, calm),
@@ -193,6 +180,6 @@ def test_region_mask_applies_per_camera(masked):
     from vad.config import CameraOverride
 
     cams = {"a": CameraOverride(mask=[(r, c) for r in range(12) for c in range(18)])} if masked else {}
-    op = operator(batch=100, cameras=cams)
+    op = operator(cameras=cams)
     _, events, _ = run(op, [rec("a", i, 50.0) for i in range(3)])
     assert (events == []) is masked
