@@ -84,7 +84,8 @@ def _connect(bootstrap: str | None):
         finally:
             admin.close()
         cfg = load_config(env={"VAD_KAFKA__BOOTSTRAP_SERVERS": bootstrap})
-        return make_producer(cfg.kafka, linger_ms=cfg.edge.linger_ms, compression=cfg.edge.compression)
+        # The bench backfills files as fast as they decode, as `vad produce` does without --realtime.
+        return make_producer(cfg.kafka, linger_ms=cfg.edge.backfill_linger_ms, compression=cfg.edge.compression)
     except Exception as e:  # unreachable broker: measure serialisation only, and say so
         print(
             f"bench.edge: no broker at {bootstrap} ({e.__class__.__name__}); produce = serialise only", file=sys.stderr

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 from vad.config import Config, EdgeSettings
 from vad.edge.features import make_extractor
-from vad.edge.sources import SourceError, redact
+from vad.edge.sources import SourceError, redact, source_kind
 from vad.edge.stats import CameraStats
 from vad.edge.stream import CameraStream, Opener, sampled_frames
 from vad.schema import FLAG_GAP, FrameFeatures, validate_camera_id
@@ -186,10 +186,17 @@ class CameraWorker:
             st.add_time("produce", time.thread_time() - t0)
 
 
-def _make_producer(cfg: Config):
+def linger_for(cfg: Config, cameras: list[tuple[str, str, EdgeSettings]]) -> int:
+    """The producer's linger: the backfill one only when every source is a file read as fast as it
+    decodes; a live camera (or a --realtime file) must not wait for a batch that will not fill."""
+    backfill = all(source_kind(src) == "file" and not st.realtime for _, src, st in cameras)
+    return cfg.edge.backfill_linger_ms if backfill else cfg.edge.linger_ms
+
+
+def _make_producer(cfg: Config, linger_ms: int):
     from vad.kafka_clients import make_producer
 
-    return make_producer(cfg.kafka, linger_ms=cfg.edge.linger_ms, compression=cfg.edge.compression)
+    return make_producer(cfg.kafka, linger_ms=linger_ms, compression=cfg.edge.compression)
 
 
 def run_cameras(
@@ -217,7 +224,7 @@ def run_cameras(
     own = producer is None
     if own:
         try:
-            producer = _make_producer(cfg)
+            producer = _make_producer(cfg, linger_for(cfg, cameras))
         except Exception as e:
             for w in workers:
                 w.stream.cap.close()

@@ -113,7 +113,11 @@ class PyAVCapture:
             self._c.close()
             raise SourceError(f"no video stream in {redact(source)}")
         self._s = self._c.streams.video[0]
-        if cfg.decode_threads != 1:
+        if cfg.decode_threads == 1:
+            # Left alone, PyAV asks for thread_count 0 (FFmpeg starts a slice thread per core): say one,
+            # so a camera really decodes on its own thread.
+            self._s.codec_context.thread_count = 1
+        else:
             self._s.thread_type = "AUTO"
             self._s.codec_context.thread_count = cfg.decode_threads
         rate = self._s.average_rate or self._s.guessed_rate

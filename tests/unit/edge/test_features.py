@@ -1,3 +1,5 @@
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -89,3 +91,63 @@ def test_direction_histogram_sums_to_magnitude_and_gate_zeroes_static_cells():
     cell = out[6, 9]
     assert cell[CHANNELS.index("dir2")] > 0.7 * cell[MAG]  # bin 2 = down the image
     assert out[0:3, 0:4, :-1].max() == 0.0  # static background: gated to exactly zero flow
+
+
+def reference_reduce(flow, cur, prev, rows, cols, gate, sx, sy):
+    """The plain full-map reduction the sparse one replaces (schema v1): gate, scale, then per-cell means
+    of dx, dy and |f| and a magnitude-weighted histogram of 8 direction bins centred on +x."""
+    fd = cv2.absdiff(cur, prev)
+    fx, fy = flow[..., 0] * sx, flow[..., 1] * sy
+    if gate > 0:
+        still = cv2.blur(fd, (3, 3)) < gate
+        fx[still], fy[still] = 0.0, 0.0
+    mag, ang = cv2.cartToPolar(fx, fy)
+    b = (ang * np.float32(8 / (2 * np.pi)) + np.float32(0.5)).astype(np.int64) % 8
+    h, w = fd.shape
+    ch, cw = h // rows, w // cols
+    out = np.zeros((rows, cols, N_CHANNELS), np.float64)
+    for r in range(rows):
+        for c in range(cols):
+            win = np.s_[r * ch : (r + 1) * ch, c * cw : (c + 1) * cw]
+            out[r, c, :3] = fx[win].mean(), fy[win].mean(), mag[win].mean()
+            out[r, c, 3:11] = np.bincount(b[win].ravel(), weights=mag[win].ravel(), minlength=8) / (ch * cw)
+            out[r, c, 11] = fd[win].mean() / 255
+    return out
+
+
+def _pairs_from(frames, ex):
+    g = ex._setup(*frames[0].shape)
+    small = [cv2.resize(f, (g.fw, g.fh), interpolation=cv2.INTER_AREA) for f in frames]
+    return g, [(ex._dis.calc(a, b, None), b, a) for a, b in itertools.pairwise(small)]
+
+
+@pytest.mark.parametrize("gate", [4.0, 2.5, 0.0])
+def test_sparse_reduction_equals_the_full_map_reference_on_ped2(ped2, gate):
+    import av
+
+    ex = FlowFeatureExtractor(EdgeConfig(flow_gate=gate))
+    with av.open(str(ped2 / "test" / "Test004.mp4")) as c:
+        frames = [f.to_ndarray(format="gray") for f in itertools.islice(c.decode(video=0), 0, 40, 4)]
+    g, pairs = _pairs_from(frames, ex)
+    moving = 0
+    for flow, cur, prev in pairs:
+        got = ex.reduce(flow.copy(), cur, prev, g)
+        want = reference_reduce(flow, cur, prev, 12, 18, gate, g.sx, g.sy)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-5), np.abs(got - want).max()
+        moving += want[..., MAG].any()
+    assert moving == len(pairs)  # real motion in every pair, so the comparison is not of zeros
+
+
+def test_sparse_reduction_equals_the_reference_on_synthetic_motion_and_none():
+    ex = FlowFeatureExtractor(EdgeConfig(grid_rows=6, grid_cols=9))
+    bg, patch = texture(seed=10), texture(50, 70, seed=11)
+    frames = [bg.copy() for _ in range(4)]
+    for t, f in enumerate(frames[:3]):
+        f[60 + 5 * t : 110 + 5 * t, 100 - 4 * t : 170 - 4 * t] = patch  # down and left
+    g, pairs = _pairs_from([*frames, bg.copy()], ex)
+    for flow, cur, prev in pairs:  # the last pair has no motion: all pixels gated out
+        got = ex.reduce(flow.copy(), cur, prev, g)
+        want = reference_reduce(flow, cur, prev, 6, 9, 4.0, g.sx, g.sy)
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-5), np.abs(got - want).max()
+    assert not got[..., :-1].any()

@@ -92,6 +92,18 @@ def test_file_truncated_mid_way_yields_its_frames_then_ends(ped2, tmp_path):
     assert 30 < n < 150 and st.reconnects == 0  # a file is not reconnected
 
 
+def test_one_decode_thread_means_one_thread(ped2):
+    # decode_threads: 1 (the default, and the bench's single-threaded figure) must not leave FFmpeg
+    # its own default of a slice thread per core.
+    from vad.edge.sources import open_capture
+
+    cap = open_capture(str(ped2 / "test" / "Test001.mp4"), EdgeSettings())
+    try:
+        assert cap.read() is not None and cap._s.codec_context.thread_count == 1
+    finally:
+        cap.close()
+
+
 def test_offline_clip_features_equal_the_producer_records(ped2):
     clip = ped2 / "test" / "Test001.mp4"
     cfg = load_config(env={"VAD_EDGE__PROGRESS": "false"})

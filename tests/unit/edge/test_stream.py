@@ -10,7 +10,7 @@ import pytest
 from edge_fakes import FakeCapture, FakeOpener, FakeProducer
 
 from vad.config import EdgeSettings, load_config
-from vad.edge.producer import run_cameras
+from vad.edge.producer import linger_for, run_cameras
 from vad.edge.sources import SourceError
 from vad.edge.stats import CameraStats
 from vad.edge.stream import CameraStream, sampled_frames
@@ -158,3 +158,12 @@ def test_realtime_paces_a_file_at_its_native_rate():
     t0 = time.monotonic()
     _, st, _ = frames_of(FakeOpener(FakeCapture([6], fps=20)), reconnect="never", realtime=True)
     assert st.sampled == 6 and time.monotonic() - t0 >= 0.25  # 5 intervals of 50 ms
+
+
+def test_linger_is_the_backfill_one_only_when_every_source_is_a_backfilled_file():
+    cfg = load_config(env={"VAD_EDGE__LINGER_MS": "7", "VAD_EDGE__BACKFILL_LINGER_MS": "70"})
+    fast, paced = EdgeSettings(), EdgeSettings(realtime=True)
+    assert linger_for(cfg, [("a", "clips/a.mp4", fast), ("b", "/data/b.mp4", fast)]) == 70
+    assert linger_for(cfg, [("a", "clips/a.mp4", fast), ("b", "rtsp://cam/b", fast)]) == 7
+    assert linger_for(cfg, [("a", "clips/a.mp4", paced)]) == 7
+    assert linger_for(cfg, [("a", "0", fast)]) == 7  # a V4L2 device is live
