@@ -120,6 +120,7 @@ def fast_producer(cfg: Config, linger_ms: int) -> KafkaProducer:
         compression_type="lz4",
         batch_size=1 << 20,
         max_request_size=4 << 20,
+        metrics_enabled=False,  # its sensors cost CPU the job under test would not get; nothing reads them
     )
 
 
