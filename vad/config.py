@@ -215,7 +215,7 @@ class JobConfig(_Strict):
     parallelism: int = Field(1, ge=1, le=1024)
     model_path: Path = Path("models/default/model.onnx")
     score_shards: int = Field(4, ge=1, le=4096, description="keys across which windows are batched")
-    batch_size: int = Field(64, ge=1, le=4096)
+    batch_size: int = Field(64, ge=1, le=4096, description="records of a shard batched in the JVM per element")
     batch_max_delay_ms: int = Field(50, ge=1, le=10_000, description="flush a partial batch after this")
     checkpoint_interval_ms: int = Field(5000, ge=100, le=3_600_000)
     checkpoint_dir: str = Field(".cache/checkpoints", min_length=1, description="path or URI (s3://, file://)")
@@ -227,7 +227,7 @@ class JobConfig(_Strict):
     start_from: Literal["earliest", "latest", "committed"] = "earliest"
     watermark_ooo_ms: int = Field(500, ge=0, le=600_000)
     idle_timeout_ms: int = Field(5000, ge=100, le=3_600_000)
-    bundle_size: int = Field(100, ge=1, le=100_000)
+    bundle_size: int = Field(100, ge=1, le=100_000, description="PyFlink bundle, in elements (batches)")
     bundle_time_ms: int = Field(20, ge=1, le=60_000)
     buffer_timeout_ms: int = Field(
         10, ge=0, le=60_000, description="flush network buffers between operators after this (0: every record)"
