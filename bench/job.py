@@ -188,12 +188,14 @@ def state_sizes(grids: np.ndarray) -> dict:
 
     cfg = load_config(env={})
     thr, version, t = resolve_threshold(cfg.detect, cfg.resolve(cfg.job.model_path))
-    hist = pickle.dumps((1234, [grids[i] for i in range(t - 1)]))  # ScoreAndDetect "history" entry
     det, st = EpisodeDetector(cfg.detect, thr, version), CameraState()
     for i in range(cfg.detect.min_frames + 2):  # an open event carries its heatmap: worst case
         det.step(st, "cam-0000", i, 1_700_000_000_000 + 100 * i, thr * 3, np.ones((12, 18), np.float32))
-    detect = pickle.dumps(state_to_dict(st))
-    return {"history_bytes": len(hist), "detector_bytes": len(detect), "total": len(hist) + len(detect)}
+    window = [grids[i] for i in range(t - 1)]
+    # ScoreAndDetect's "camera" entry: last frame, the last T-1 grids, the detector state.
+    total = len(pickle.dumps({"frame": 1234, "grids": window, "det": state_to_dict(st)}))
+    detect = len(pickle.dumps(state_to_dict(st)))
+    return {"window_bytes": total - detect, "detector_bytes": detect, "total": total}
 
 
 def run(quick: bool = False) -> dict:
@@ -263,8 +265,8 @@ NOTES = (
     "job with batch_size=1 (one ONNX call per record). Latency: frame ts_ms = wall clock at send, "
     "receive wall time of a read_committed consumer of the scores topic; the scores are emitted by "
     "score-detect, so latency covers decode, batch scoring and detection (not Redis). "
-    "state_bytes_per_camera: pickled ScoreAndDetect history entry (T-1 grids) + detector state with an "
-    "open event; checkpoint_bytes_per_camera: last exactly-once checkpoint folder / cameras. "
+    "state_bytes_per_camera: pickled ScoreAndDetect camera entry (last frame, T-1 grids, detector state "
+    "with an open event); checkpoint_bytes_per_camera: last exactly-once checkpoint folder / cameras. "
     "The machine is shared: compare ratios within one run."
 )
 

@@ -5,7 +5,9 @@ Measured on this project's 2-core machines, a PyFlink job spends most of its tim
 between the JVM and the Python worker, not in ONNX: so the records of a shard arrive here already
 batched in the JVM (``io.github.vad.flink.BatchRecords``: full batch, a processing-time bound or the
 watermark, whichever comes first; the batch waits in checkpointed state there), one element per
-batch. This operator keeps each camera's window and detector state in MapState of its shard and
+batch. This operator keeps each camera's window and detector state in one MapState entry of its
+shard (one state read and one write per camera and batch: PyFlink's state calls are a large part
+of the per-record cost) and
 emits only small JSON strings: events, and optionally the batch's per-frame scores as one
 newline-joined string (split into one record per frame in the JVM).
 
@@ -69,12 +71,10 @@ class ScoreAndDetect(KeyedProcessFunction):
         thr, version, self.window = resolve_threshold(self.detect, Path(self.model_path))
         self.detector = EpisodeDetector(self.detect, thr, version)
         self.scorer = OnnxScorer(Path(self.model_path))
-        hist = MapStateDescriptor("history", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-        hist.enable_time_to_live(_ttl(self.ttl_s))
-        self.history = runtime_context.get_map_state(hist)
-        det = MapStateDescriptor("detector", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-        det.enable_time_to_live(_ttl(self.ttl_s))
-        self.cameras = runtime_context.get_map_state(det)
+        # camera id -> {"frame": last frame scored, "grids": its last T-1 grids, "det": detector state}
+        cams = MapStateDescriptor("camera", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        cams.enable_time_to_live(_ttl(self.ttl_s))
+        self.cameras = runtime_context.get_map_state(cams)
         # Earliest event time at which an open episode of this shard could be idle: the scan over
         # the shard's cameras runs only then, not on every batch's watermark timer.
         self.idle_due = runtime_context.get_state(ValueStateDescriptor("idle_due", Types.LONG()))
@@ -114,14 +114,14 @@ class ScoreAndDetect(KeyedProcessFunction):
 
     def _close_idle(self, watermark: int):
         next_due = None
-        for cam, raw in list(self.cameras.items()):
-            st = state_from_dict(raw)
-            if st.open is None:
+        for cam, entry in list(self.cameras.items()):
+            if not entry["det"] or entry["det"]["open"] is None:
                 continue
+            st = state_from_dict(entry["det"])
             due = st.last_ts + self.idle_close_ms
             if due <= watermark:
                 events = self.detector.close(st, cam, reason="idle")
-                self.cameras.put(cam, state_to_dict(st))
+                self.cameras.put(cam, {**entry, "det": state_to_dict(st)})
                 yield from self._emit(events)
             else:
                 # Its last flush registered a timer at or after this time, so the scan runs again.
@@ -141,24 +141,25 @@ class ScoreAndDetect(KeyedProcessFunction):
                 yield DEAD_LETTER, dead_letter(raw, e)
         # Frames that arrived out of order within one batch are put back in order per camera.
         recs.sort(key=lambda r: (r.camera_id, r.frame_index))
-        windows, keep, hist = [], [], {}
+        windows, keep, entries = [], [], {}
         for r in recs:
             cam = r.camera_id
-            if cam not in hist:
-                hist[cam] = self.history.get(cam)
-            h = hist[cam]
-            if h is not None and not r.gap and r.frame_index <= h[0]:
+            e = entries.get(cam)
+            if e is None:
+                stored = self.cameras.get(cam)
+                e = entries[cam] = dict(stored) if stored else {"frame": None, "grids": [], "det": None}
+            if e["frame"] is not None and not r.gap and r.frame_index <= e["frame"]:
                 self.m_late.inc()
                 continue
-            grids = [r.features] if r.gap or h is None else [*h[1], r.features]
-            grids = grids[-self.window :]
-            hist[cam] = (r.frame_index, grids)
-            windows.append(window_at(np.stack(grids), self.window))
+            grids = [r.features] if r.gap or e["frame"] is None else [*e["grids"], r.features]
+            e["frame"], e["grids"] = r.frame_index, grids[-self.window :]
+            windows.append(window_at(np.stack(e["grids"]), self.window))
             keep.append(r)
-        for cam, h in hist.items():
-            if h is not None:
-                self.history.put(cam, (h[0], h[1][-(self.window - 1) :] if self.window > 1 else []))
+        for e in entries.values():
+            e["grids"] = e["grids"][-(self.window - 1) :] if self.window > 1 else []
         if not windows:
+            for cam, e in entries.items():
+                self.cameras.put(cam, e)
             return
         t0 = time.perf_counter()
         frame, cells = self.scorer.score(np.stack(windows))
@@ -166,17 +167,17 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.m_batches.inc()
         self.m_batch_size.update(len(windows))
         self.m_scored.inc(len(windows))
-        yield from self._detect(keep, frame, cells, ctx)
+        yield from self._detect(keep, frame, cells, entries, ctx)
 
-    def _detect(self, recs, frame, cells, ctx):
+    def _detect(self, recs, frame, cells, entries: dict[str, dict], ctx):
         states: dict[str, CameraState] = {}
         lines = []
         for r, f, c in zip(recs, frame, cells, strict=True):
             cam = r.camera_id
             st = states.get(cam)
             if st is None:
-                raw = self.cameras.get(cam)
-                st = states[cam] = state_from_dict(raw) if raw else CameraState()
+                det = entries[cam]["det"]
+                st = states[cam] = state_from_dict(det) if det else CameraState()
             score = float(f)
             self.m_score.update(int(score * 1000))
             yield from self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=r.gap))
@@ -186,10 +187,13 @@ class ScoreAndDetect(KeyedProcessFunction):
         if lines:
             yield SCORES, "\n".join(lines)
         latest_open = 0
-        for cam, st in states.items():
-            self.cameras.put(cam, state_to_dict(st))
-            if st.open is not None:
-                latest_open = max(latest_open, st.last_ts)
+        for cam, e in entries.items():
+            st = states.get(cam)
+            if st is not None:
+                e["det"] = state_to_dict(st)
+                if st.open is not None:
+                    latest_open = max(latest_open, st.last_ts)
+            self.cameras.put(cam, e)
         if latest_open:
             # Closes the episode of a camera that goes silent, once the watermark passes this point.
             due = latest_open + self.idle_close_ms
