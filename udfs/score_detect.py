@@ -6,10 +6,9 @@ between the JVM and the Python worker, not in ONNX: so the records of a shard ar
 batched in the JVM (``io.github.vad.flink.BatchRecords``: full batch, a processing-time bound or the
 watermark, whichever comes first; the batch waits in checkpointed state there), one element per
 batch. This operator keeps each camera's window and detector state in one MapState entry of its
-shard (one state read and one write per camera and batch: PyFlink's state calls are a large part
-of the per-record cost) and
-emits only small JSON strings: events, and optionally the batch's per-frame scores as one
-newline-joined string (split into one record per frame in the JVM).
+shard (one state read and one write per camera and batch) and emits only small JSON strings: events,
+and optionally the batch's per-frame scores as one newline-joined string (split into one record per
+frame in the JVM).
 
 Rules: frames of a camera are scored in frame order within a batch; a frame not newer than the last
 one scored for its camera is late or a duplicate and is dropped (counted); a GAP flag resets the
@@ -157,9 +156,7 @@ class ScoreAndDetect(KeyedProcessFunction):
             keep.append(r)
         for e in entries.values():
             e["grids"] = e["grids"][-(self.window - 1) :] if self.window > 1 else []
-        if not windows:
-            for cam, e in entries.items():
-                self.cameras.put(cam, e)
+        if not windows:  # only late frames: no entry changed
             return
         t0 = time.perf_counter()
         frame, cells = self.scorer.score(np.stack(windows))
