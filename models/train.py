@@ -15,7 +15,7 @@ from models import baseline, mil, scalep, tensors
 from models.card import Calibration, ModelCard, card_path
 from vad.config import EdgeConfig, EdgeSettings
 from vad.edge.clips import clip_features, list_clips
-from vad.schema import N_CHANNELS, SCHEMA_VERSION
+from vad.schema import FEATURE_LAYOUT_VERSION, N_CHANNELS
 from vad.windows import clip_windows
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note) ->
     return ModelCard(
         name=f"vad-{kind}",
         model_version=datetime.now(UTC).strftime(f"{kind}-%Y%m%d%H%M%S"),
-        feature_schema_version=SCHEMA_VERSION,
+        feature_schema_version=FEATURE_LAYOUT_VERSION,
         window=window,
         grid=(rows, cols),
         channels=N_CHANNELS,

@@ -4,7 +4,16 @@ import struct
 import numpy as np
 import pytest
 
-from vad.schema import FLAG_GAP, HEADER_SIZE, N_CHANNELS, FrameFeatures, SchemaError, decode
+from vad.schema import (
+    FLAG_GAP,
+    FLAG_SPARSE,
+    HEADER_SIZE,
+    N_CHANNELS,
+    SCHEMA_VERSION,
+    FrameFeatures,
+    SchemaError,
+    decode,
+)
 
 
 def record(**kw) -> FrameFeatures:
@@ -75,3 +84,60 @@ def test_encode_refuses_invalid_records():
         f = np.zeros((2, 2, N_CHANNELS), np.float32)
         f[0, 0, 0] = np.nan
         record(features=f).encode()
+
+
+def _sparse_features() -> np.ndarray:
+    # Like real motion grids: most cells hold no moving pixels, so most values are exactly zero.
+    f = np.zeros((12, 18, N_CHANNELS), np.float32)
+    f[3:5, 7:10] = np.random.default_rng(1).uniform(0.1, 4.0, size=(2, 3, N_CHANNELS))
+    f[0, 0, 0] = -2.5
+    return f
+
+
+def test_mostly_zero_features_travel_sparse_and_round_trip_exactly():
+    r = record(features=_sparse_features(), flags=FLAG_GAP)
+    data = r.encode()
+    n = 12 * 18 * N_CHANNELS
+    nnz = int(np.count_nonzero(r.features))
+    assert data[5] == FLAG_GAP | FLAG_SPARSE
+    assert len(data) == HEADER_SIZE + len("cam-1") + (n + 7) // 8 + 4 * nnz
+    back = decode(data)
+    np.testing.assert_array_equal(back.features, r.features)
+    assert back.gap and back.flags == FLAG_GAP  # the wire encoding is not a record property
+    assert decode(back.encode()).features.tobytes() == r.features.tobytes()
+
+
+def test_dense_features_stay_dense_and_version_1_records_are_still_read():
+    dense = record().encode()  # random normal values: no zeros, the mask would only add bytes
+    assert dense[4] == SCHEMA_VERSION and not dense[5] & FLAG_SPARSE
+    v1 = record(features=_sparse_features(), schema_version=1).encode()
+    assert v1[4] == 1 and not v1[5] & FLAG_SPARSE
+    assert len(v1) == HEADER_SIZE + len("cam-1") + 12 * 18 * N_CHANNELS * 4
+    back = decode(v1)
+    assert back.schema_version == 1
+    np.testing.assert_array_equal(back.features, _sparse_features())
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda d: d[:-4], "bad_length"),  # a value missing
+        (lambda d: d + b"\0\0\0\0", "bad_length"),  # one too many
+        (lambda d: _patch(d, HEADER_SIZE + 5, "<B", d[HEADER_SIZE + 5] ^ 0x01), "bad_length"),  # mask vs values
+        (lambda d: _patch(d, HEADER_SIZE + 5 + 323, "<B", 0x80), "bad_length"),  # a bit without its value
+        (lambda d: d[: HEADER_SIZE + 20], "bad_length"),  # cut inside the mask
+        (lambda d: _patch(d, 4, "<B", 1), "bad_flags"),  # SPARSE does not exist in version 1
+        (lambda d: d[:-4] + struct.pack("<f", float("nan")), "non_finite"),
+    ],
+)
+def test_malformed_sparse_records_are_rejected_with_a_reason(mutate, reason):
+    data = record(features=_sparse_features()).encode()
+    assert data[5] & FLAG_SPARSE
+    with pytest.raises(SchemaError) as e:
+        decode(mutate(data))
+    assert e.value.reason == reason
+
+
+def test_a_record_cannot_claim_the_wire_flag():
+    with pytest.raises(SchemaError, match="bad_flags"):
+        record(flags=FLAG_SPARSE).encode()

@@ -152,7 +152,7 @@ def test_cameras_in_one_batch_do_not_leak_into_each_other():
 
 def test_malformed_records_are_dead_lettered_and_the_rest_scored():
     op = operator()
-    bad = rec("a", 1)[:-4] + b"\x00\x00\xc0\x7f"  # NaN in the last cell
+    bad = rec("a", 1, 0.5)[:-4] + b"\x00\x00\xc0\x7f"  # NaN in the last cell
     scores, _, dead = run(op, [rec("a", 0), bad, b"garbage", rec("a", 2)])
     assert [s["frame_index"] for s in scores] == [0, 2]
     assert sorted(d["reason"] for d in dead) == ["non_finite", "truncated"]

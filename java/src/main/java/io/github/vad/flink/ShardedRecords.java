@@ -10,7 +10,7 @@ import org.apache.flink.types.Row;
  * Kafka value deserializer of the job's source: raw frame-feature record bytes -> Row(shard, bytes).
  *
  * <p>The scoring shard is computed here, in the JVM, so the job keys its stream in Java: a Python
- * key selector would move every record (~10 KB) to the Python worker and back once more before the
+ * key selector would move every record (~2 KB on Ped2, up to ~10 KB dense) to the Python worker and back once more before the
  * scoring operator sees it (measured: ~1.4x the job's throughput without that round trip). The shard
  * is CRC-32 of the camera id bytes modulo the shard count, the same as {@code shard_of} in
  * jobs/operators/records.py; a record too short to carry an id goes to the shard of the empty id.
