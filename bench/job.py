@@ -24,7 +24,6 @@ import numpy as np
 
 from bench import common as c
 from vad.config import REPO_ROOT
-from vad.kafka_clients import make_consumer
 
 CAMERAS = 100
 HALF = 0.5  # latency is measured at half the sustained rate (the definition)
@@ -43,12 +42,11 @@ def throughput(tag: str, features: str, n: int, cap_s: float, settings: dict, ar
     job = c.start_job(env, argv, f"job-{tag}")
     cpu = c.CpuSampler(job.pid)
     got: list[int] = []
-    consumer = make_consumer(cfg.kafka, cfg.kafka.topics.scores)
+    consumer = c.fast_consumer(cfg, cfg.kafka.topics.scores)
     deadline, first = time.monotonic() + 180 + cap_s, None
     try:
         while time.monotonic() < deadline and len(got) < n:
-            for recs in consumer.poll(timeout_ms=500, max_records=5000).values():
-                got.extend(r.timestamp for r in recs)
+            got.extend(m.timestamp()[1] for m in consumer.consume(5000, timeout=0.5) if not m.error())
             if got and first is None:
                 first = time.monotonic()
             if (first and time.monotonic() - first > cap_s) or (job.poll() is not None and not got):
@@ -95,15 +93,17 @@ class Latency:
         self.reader.start()
 
     def _read(self) -> None:
-        consumer = make_consumer(self.cfg.kafka, self.cfg.kafka.topics.scores)
+        consumer = c.fast_consumer(self.cfg, self.cfg.kafka.topics.scores)
         try:
             while not self.stop.is_set():
-                batch = consumer.poll(timeout_ms=100, max_records=5000)
+                # poll returns as soon as a score is there; consume(timeout=0) then takes what has
+                # been fetched already (consume with a timeout waits for all 5,000 or the timeout).
+                first = consumer.poll(0.1)
+                batch = [m for m in ([first] if first else []) + consumer.consume(5000, timeout=0) if not m.error()]
                 now = time.time() * 1000
-                for recs in batch.values():
-                    for r in recs:
-                        ts = json.loads(r.value)["ts_ms"]
-                        self.lat.append((ts, now - ts))
+                for m in batch:
+                    ts = json.loads(m.value())["ts_ms"]
+                    self.lat.append((ts, now - ts))
                 if batch:
                     self.first.set()
         finally:
@@ -120,11 +120,17 @@ class Latency:
                 f = self.frame[cam]
                 self.frame[cam] = f + 1
                 ts = int(time.time() * 1000)
-                raw = c.record(cam, f, ts, self.grids[(f + 7 * i) % len(self.grids)])
-                prod.send(self.cfg.kafka.topics.features, key=cam.encode(), value=raw, timestamp_ms=ts)
+                c.send(
+                    prod,
+                    self.cfg.kafka.topics.features,
+                    cam,
+                    c.record(cam, f, ts, self.grids[(f + 7 * i) % len(self.grids)]),
+                    ts,
+                )
                 sent += 1
+            prod.poll(0)
             time.sleep(0.005)
-        prod.flush(timeout=30)
+        prod.flush(30)
         return sent
 
 
@@ -166,7 +172,7 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
         lat.stop.set()
         lat.reader.join(timeout=10)
         c.stop_job(job)
-        prod.close()
+        prod.flush(10)
     vals = np.array([d for ts, d in lat.lat if start_ms <= ts <= end_ms])
     out = {"delivery": delivery, "rate_per_s": round(rate, 1), "seconds": seconds, "sent": sent}
     out.update(received=int(vals.size), startup_s=round(startup_s, 1))

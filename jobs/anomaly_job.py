@@ -110,7 +110,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
             kafka_sink(cfg, cfg.kafka.topics.scores, "scores")
         ).name("scores-sink").uid("scores-sink")
     (
-        events.map(WriteEventsToRedis(cfg.redis), Types.STRING())
+        events.flat_map(WriteEventsToRedis(cfg.redis), Types.STRING())
         .name("redis-events")
         .uid("redis-events")
         .sink_to(kafka_sink(cfg, cfg.kafka.topics.events, "events"))

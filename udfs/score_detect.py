@@ -6,9 +6,10 @@ between the JVM and the Python worker, not in ONNX: so the records of a shard ar
 batched in the JVM (``io.github.vad.flink.BatchRecords``: full batch, a processing-time bound or the
 watermark, whichever comes first; the batch waits in checkpointed state there), one element per
 batch. This operator keeps each camera's window and detector state in one MapState entry of its
-shard (one state read and one write per camera and batch) and emits only small JSON strings: events,
-and optionally the batch's per-frame scores as one newline-joined string (split into one record per
-frame in the JVM).
+shard (one state read and one write per camera and batch) and emits only small JSON strings: the
+batch's events as one newline-joined string (written to Redis in one round trip, then one record
+each), and optionally the batch's per-frame scores as one newline-joined string (split into one
+record per frame in the JVM).
 
 Rules: frames of a camera are scored in frame order within a batch; a frame not newer than the last
 one scored for its camera is late or a duplicate and is dropped (counted); a GAP flag resets the
@@ -33,8 +34,8 @@ from models.card import ModelCard, card_path
 from udfs.onnx_session import OnnxScorer
 from vad.config import DetectConfig
 from vad.detect import CameraState, EpisodeDetector, state_from_dict, state_to_dict
-from vad.schema import SchemaError, decode
-from vad.windows import window_at
+from vad.schema import N_CHANNELS, SchemaError, decode
+from vad.windows import fill_window
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 SCORES = OutputTag("frame-scores", Types.STRING())
@@ -56,6 +57,10 @@ def resolve_threshold(cfg: DetectConfig, model_path: Path) -> tuple[float, str, 
     return thr, card.model_version, card.window
 
 
+def model_grid(model_path: Path) -> tuple[int, int]:
+    return tuple(ModelCard.load(card_path(model_path)).grid)
+
+
 class ScoreAndDetect(KeyedProcessFunction):
     """a batch of raw records, keyed by shard -> event JSON (side outputs: dead letters, frame scores)."""
 
@@ -68,6 +73,7 @@ class ScoreAndDetect(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         thr, version, self.window = resolve_threshold(self.detect, Path(self.model_path))
+        self.grid = model_grid(Path(self.model_path))
         self.detector = EpisodeDetector(self.detect, thr, version)
         self.scorer = OnnxScorer(Path(self.model_path))
         # camera id -> {"frame": last frame scored, "grids": its last T-1 grids, "det": detector state}
@@ -103,16 +109,18 @@ class ScoreAndDetect(KeyedProcessFunction):
         if ctx.time_domain() == TimeDomain.EVENT_TIME and due is not None and timestamp >= due:
             yield from self._close_idle(timestamp)
 
-    def _emit(self, events: list[dict]):
+    def _emit(self, events: list[dict]) -> list[str]:
+        out = []
         for e in events:
             if e["phase"] == "open":
                 self.m_opened.inc()
             elif e["phase"] == "close":
                 self.m_closed.inc()
-            yield json.dumps(e, separators=(",", ":"))
+            out.append(json.dumps(e, separators=(",", ":")))
+        return out
 
     def _close_idle(self, watermark: int):
-        next_due = None
+        next_due, lines = None, []
         for cam, entry in list(self.cameras.items()):
             if not entry["det"] or entry["det"]["open"] is None:
                 continue
@@ -121,7 +129,7 @@ class ScoreAndDetect(KeyedProcessFunction):
             if due <= watermark:
                 events = self.detector.close(st, cam, reason="idle")
                 self.cameras.put(cam, {**entry, "det": state_to_dict(st)})
-                yield from self._emit(events)
+                lines += self._emit(events)
             else:
                 # Its last flush registered a timer at or after this time, so the scan runs again.
                 next_due = due if next_due is None else min(next_due, due)
@@ -129,18 +137,25 @@ class ScoreAndDetect(KeyedProcessFunction):
             self.idle_due.clear()
         else:
             self.idle_due.update(next_due)
+        if lines:
+            yield "\n".join(lines)
 
     def _score_batch(self, items: list[bytes], ctx):
         recs = []
         for raw in items:
             try:
-                recs.append(decode(raw))
+                r = decode(raw)
+                if r.grid_shape != self.grid:
+                    # Valid on the wire but not scorable by this model: a camera whose edge runs
+                    # with other settings than the model was trained with.
+                    raise SchemaError("grid_mismatch", f"grid {r.grid_shape}, the model scores {self.grid}")
+                recs.append(r)
             except SchemaError as e:
                 self.m_dead.inc()
                 yield DEAD_LETTER, dead_letter(raw, e)
         # Frames that arrived out of order within one batch are put back in order per camera.
         recs.sort(key=lambda r: (r.camera_id, r.frame_index))
-        windows, keep, entries = [], [], {}
+        histories, keep, entries = [], [], {}
         for r in recs:
             cam = r.camera_id
             e = entries.get(cam)
@@ -152,23 +167,26 @@ class ScoreAndDetect(KeyedProcessFunction):
                 continue
             grids = [r.features] if r.gap or e["frame"] is None else [*e["grids"], r.features]
             e["frame"], e["grids"] = r.frame_index, grids[-self.window :]
-            windows.append(window_at(np.stack(e["grids"]), self.window))
+            histories.append(e["grids"])
             keep.append(r)
         for e in entries.values():
             e["grids"] = e["grids"][-(self.window - 1) :] if self.window > 1 else []
-        if not windows:  # only late frames: no entry changed
+        if not keep:  # only late frames: no entry changed
             return
+        windows = np.empty((len(keep), self.window, *self.grid, N_CHANNELS), np.float32)
+        for i, h in enumerate(histories):
+            fill_window(windows[i], h)
         t0 = time.perf_counter()
-        frame, cells = self.scorer.score(np.stack(windows))
+        frame, cells = self.scorer.score(windows)
         self.m_infer_us.update(int((time.perf_counter() - t0) * 1e6))
         self.m_batches.inc()
-        self.m_batch_size.update(len(windows))
-        self.m_scored.inc(len(windows))
+        self.m_batch_size.update(len(keep))
+        self.m_scored.inc(len(keep))
         yield from self._detect(keep, frame, cells, entries, ctx)
 
     def _detect(self, recs, frame, cells, entries: dict[str, dict], ctx):
         states: dict[str, CameraState] = {}
-        lines = []
+        lines, events, quoted = [], [], {}
         for r, f, c in zip(recs, frame, cells, strict=True):
             cam = r.camera_id
             st = states.get(cam)
@@ -177,10 +195,14 @@ class ScoreAndDetect(KeyedProcessFunction):
                 st = states[cam] = state_from_dict(det) if det else CameraState()
             score = float(f)
             self.m_score.update(int(score * 1000))
-            yield from self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=r.gap))
+            events += self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=r.gap))
             if self.emit_scores:
-                rec = {"camera_id": cam, "frame_index": r.frame_index, "ts_ms": r.ts_ms, "score": score}
-                lines.append(json.dumps(rec))
+                # Formatted by hand: json.dumps of a dict per frame profiled as a tenth of this
+                # operator. repr(float) is what json.dumps writes; the camera id is JSON-quoted.
+                q = quoted.get(cam) or quoted.setdefault(cam, json.dumps(cam))
+                lines.append(f'{{"camera_id":{q},"frame_index":{r.frame_index},"ts_ms":{r.ts_ms},"score":{score!r}}}')
+        if events:  # one element per batch: the Redis writer stores them in one round trip
+            yield "\n".join(events)
         if lines:
             yield SCORES, "\n".join(lines)
         latest_open = 0

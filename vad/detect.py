@@ -36,7 +36,7 @@ class OpenEvent:
     start_ts_ms: int
     peak_score: float
     peak_frame: int
-    heatmap: list[list[float]]
+    heatmap: np.ndarray | None  # float32 [rows, cols] cell scores at the peak; a list in events
     seq: int = 0
     last_update_frame: int = 0
 
@@ -159,15 +159,21 @@ class EpisodeDetector:
             "peak_score": round(float(ev.peak_score), 5),
             "peak_frame": ev.peak_frame,
             "threshold": round(float(thr), 5),
-            "heatmap": ev.heatmap,
+            "heatmap": _heatmap_json(ev.heatmap),
             "model_version": self.model_version,
         }
 
 
-def _heatmap(cells: np.ndarray | None) -> list[list[float]]:
-    if cells is None:
+def _heatmap(cells: np.ndarray | None) -> np.ndarray | None:
+    # Kept as float32 in keyed state (~1 KB pickled; a list of Python floats was ~2.3 KB, and a
+    # camera's state is written back once per batch); rounded to a list only when an event is emitted.
+    return None if cells is None else np.array(cells, np.float32)
+
+
+def _heatmap_json(h) -> list[list[float]]:
+    if h is None or len(h) == 0:
         return []
-    return np.round(np.asarray(cells, np.float32), 3).tolist()
+    return np.round(np.asarray(h, np.float64), 3).tolist()
 
 
 def state_to_dict(st: CameraState) -> dict:
@@ -182,5 +188,7 @@ def state_from_dict(d: dict) -> CameraState:
     d = dict(d)
     ev = d.pop("open")
     st = CameraState(**d)
-    st.open = OpenEvent(**ev) if ev else None
+    if ev:
+        h = ev.get("heatmap")  # a list in state written before the heatmap was kept as an array
+        st.open = OpenEvent(**{**ev, "heatmap": None if h is None or len(h) == 0 else np.asarray(h, np.float32)})
     return st

@@ -63,16 +63,37 @@ class RedisEventStore:
 
     def write_event(self, event: dict, raw: str) -> bool:
         """True if written, False if this (event id, seq) was already there."""
+        return self.write_events([(event, raw)])[0]
+
+    def write_events(self, events: list[tuple[dict, str]]) -> list[bool]:
+        """Writes (event, its JSON) pairs in one round trip (a pipeline of the idempotent script,
+        in order; not a transaction: each event is atomic on its own, and a retry of the whole
+        list skips what was written). True where written, False where already there."""
+        pipe = self.r.pipeline(transaction=False)
+        for event, raw in events:
+            self._write(keys=self._keys(event), args=self._args(event, raw), client=pipe)
+        return [bool(x) for x in pipe.execute()]
+
+    def _keys(self, event: dict) -> list[str]:
         cam, eid = event["camera_id"], event["event_id"]
-        keys = [
+        return [
             f"{self.cfg.key_prefix}:seen:{eid}:{event['seq']}",
             self.stream_key(cam),
             self.camera_key(cam),
             self.recent_key,
         ]
+
+    def _args(self, event: dict, raw: str) -> list:
         state = "normal" if event["phase"] == "close" else "anomaly"
-        args = [self.cfg.event_ttl_s, self.cfg.stream_maxlen, raw, eid, event["ts_ms"], event["phase"], state]
-        return bool(self._write(keys=keys, args=args))
+        return [
+            self.cfg.event_ttl_s,
+            self.cfg.stream_maxlen,
+            raw,
+            event["event_id"],
+            event["ts_ms"],
+            event["phase"],
+            state,
+        ]
 
     def cameras(self) -> list[str]:
         pre = f"{self.cfg.key_prefix}:camera:"

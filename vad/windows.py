@@ -18,6 +18,19 @@ def window_at(history: np.ndarray, t: int) -> np.ndarray:
     return np.concatenate([pad, history], axis=0)
 
 
+def fill_window(out: np.ndarray, history: list[np.ndarray]) -> None:
+    """``window_at(np.stack(history), t)`` written into ``out`` [t, rows, cols, C] in place: the job
+    fills one preallocated batch array instead of stacking a window per frame and then the batch."""
+    t, k = out.shape[0], len(history)
+    if k >= t:
+        for i in range(t):
+            out[i] = history[k - t + i]
+        return
+    out[: t - k] = history[0]
+    for i in range(k):
+        out[t - k + i] = history[i]
+
+
 def clip_windows(grids: np.ndarray, t: int) -> np.ndarray:
     """Every frame's causal window for a whole clip [n, rows, cols, C] -> [n, t, rows, cols, C]."""
     return np.stack([window_at(grids[max(0, i - t + 1) : i + 1], t) for i in range(grids.shape[0])])

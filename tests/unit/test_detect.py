@@ -1,3 +1,6 @@
+import pickle
+from dataclasses import asdict
+
 import numpy as np
 
 from vad.config import CameraOverride, DetectConfig
@@ -73,15 +76,27 @@ def test_masked_cells_are_ignored_and_sensitivity_scales_threshold():
     assert det.step(CameraState(), "c", 0, 0, 5.0, cells) == []
 
 
-def test_camera_state_round_trips_through_its_stored_dict():
-    from dataclasses import asdict
+def _plain(st: CameraState) -> dict:
+    d = asdict(st)
+    if d["open"]:
+        d["open"]["heatmap"] = np.asarray(d["open"]["heatmap"]).tolist()
+    return d
 
+
+def test_camera_state_round_trips_through_its_stored_dict():
     from vad.detect import state_from_dict, state_to_dict
 
     det, st = EpisodeDetector(DetectConfig(min_frames=1), 1.0, "v"), CameraState()
     for i in range(4):
-        det.step(st, "c", i, 1000 + 100 * i, 3.0, np.ones((2, 3), np.float32))
-    assert st.open is not None
-    assert state_to_dict(st) == asdict(st)
-    assert state_from_dict(state_to_dict(st)) == st
+        det.step(st, "c", i, 1000 + 100 * i, 3.0, np.full((2, 3), 0.12345678, np.float32))
+    assert st.open is not None and st.open.heatmap.dtype == np.float32
+    back = state_from_dict(pickle.loads(pickle.dumps(state_to_dict(st))))
+    assert _plain(back) == _plain(st)
     assert state_from_dict(state_to_dict(CameraState())) == CameraState()
+    # state written when the heatmap was a list of floats still restores
+    old = state_to_dict(st)
+    old["open"] = {**old["open"], "heatmap": [[0.5, 1.0, 2.0], [0.0, 0.0, 3.0]]}
+    assert state_from_dict(old).open.heatmap.tolist() == [[0.5, 1.0, 2.0], [0.0, 0.0, 3.0]]
+    # events carry the heatmap as a list, rounded to 3 decimals
+    ev = det.close(back, "c", reason="test")[0]
+    assert ev["heatmap"] == [[0.123] * 3] * 2

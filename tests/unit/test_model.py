@@ -6,7 +6,7 @@ from models.card import ModelCard
 from udfs.onnx_session import OnnxScorer
 from vad.config import REPO_ROOT
 from vad.schema import N_CHANNELS
-from vad.windows import clip_windows, window_at
+from vad.windows import clip_windows, fill_window, window_at
 
 
 def test_window_pads_with_the_oldest_grid_then_slides():
@@ -15,6 +15,14 @@ def test_window_pads_with_the_oldest_grid_then_slides():
     assert w[:, 0, 0, 0].tolist() == [0, 0, 0, 1]
     cw = clip_windows(g, 3)
     assert cw.shape == (5, 3, 2, 2, 1) and cw[4, :, 0, 0, 0].tolist() == [2, 3, 4]
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 6])
+def test_fill_window_is_window_at_in_place(k):
+    g = np.random.default_rng(k).normal(size=(k, 2, 3, N_CHANNELS)).astype(np.float32)
+    out = np.full((4, 2, 3, N_CHANNELS), np.nan, np.float32)
+    fill_window(out, list(g))
+    np.testing.assert_array_equal(out, window_at(g, 4))
 
 
 def test_exported_baseline_matches_numpy_reference(tmp_path):

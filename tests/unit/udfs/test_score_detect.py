@@ -116,7 +116,7 @@ def run(op, records, flush=True, batch=100):
     sides = [o for o in out if isinstance(o, tuple)]
     scores = [json.loads(line) for t, v in sides if t is SCORES for line in v.split("\n")]
     dead = [json.loads(v) for t, v in sides if t is DEAD_LETTER]
-    events = [json.loads(o) for o in out if isinstance(o, str)]
+    events = [json.loads(line) for o in out if isinstance(o, str) for line in o.split("\n")]
     return scores, events, dead
 
 
@@ -156,6 +156,22 @@ def test_malformed_records_are_dead_lettered_and_the_rest_scored():
     scores, _, dead = run(op, [rec("a", 0), bad, b"garbage", rec("a", 2)])
     assert [s["frame_index"] for s in scores] == [0, 2]
     assert sorted(d["reason"] for d in dead) == ["non_finite", "truncated"]
+
+
+def test_a_grid_the_model_cannot_score_is_dead_lettered_not_a_crash():
+    op = operator()
+    small = FrameFeatures("a", 1, 1_800_000_000_100, 360, 240, np.ones((6, 9, N_CHANNELS), np.float32)).encode()
+    scores, _, dead = run(op, [rec("a", 0), small, rec("a", 2)])
+    assert [s["frame_index"] for s in scores] == [0, 2]
+    assert [d["reason"] for d in dead] == ["grid_mismatch"]
+
+
+def test_score_lines_are_json_with_the_exact_float_score():
+    op = operator()
+    scores, _, _ = run(op, [rec("site-1/cam.2:x", 0, 0.3), rec("b", 0, 0.7)])
+    assert {s["camera_id"] for s in scores} == {"site-1/cam.2:x", "b"}
+    frame, _ = op.scorer.score(np.full((1, 1, 12, 18, N_CHANNELS), 0.7, np.float32))
+    assert [s["score"] for s in scores if s["camera_id"] == "b"] == [float(frame[0])]
 
 
 def test_episode_lifecycle_gap_and_end_of_stream_close():
