@@ -142,6 +142,7 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
     lat = Latency(cfg, c.camera_ids(CAMERAS), grids)
     prod = c.fast_producer(cfg, linger_ms=2)
     job = c.start_job(env, ["-m", "vad.cli", "run"], f"job-{tag}")
+    cpu = c.CpuSampler(job.pid)
     try:
         # Start-up: a trickle of 10 records/s until the first score shows the job consuming, then
         # until every trickle record is scored, so no start-up backlog leaks into the measurement.
@@ -171,11 +172,17 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
     finally:
         lat.stop.set()
         lat.reader.join(timeout=10)
+        cpu.stop()
         c.stop_job(job)
         prod.flush(10)
     vals = np.array([d for ts, d in lat.lat if start_ms <= ts <= end_ms])
     out = {"delivery": delivery, "rate_per_s": round(rate, 1), "seconds": seconds, "sent": sent}
     out.update(received=int(vals.size), startup_s=round(startup_s, 1))
+    # The job's own CPU while live (records arrive as they are made, batches fill by time, not by
+    # count): what a deployment pays per frame, unlike the backlog throughput runs.
+    cores = cpu.cores_between(start_ms, end_ms)
+    if cores:
+        out.update(job_cores=round(cores, 2), job_cpu_us_per_record=round(cores * 1e6 / rate))
     if vals.size:
         out.update({f"p{q}_ms": round(float(np.percentile(vals, q)), 1) for q in (50, 90, 99)})
         out["max_ms"] = round(float(vals.max()), 1)

@@ -39,6 +39,7 @@ from vad.windows import fill_window
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 SCORES = OutputTag("frame-scores", Types.STRING())
+IDLE_TICK_MS = 1000
 
 
 def _ttl(seconds: int) -> StateTtlConfig:
@@ -215,7 +216,11 @@ class ScoreAndDetect(KeyedProcessFunction):
             self.cameras.put(cam, e)
         if latest_open:
             # Closes the episode of a camera that goes silent, once the watermark passes this point.
+            # The timer is rounded up to a whole IDLE_TICK_MS: Flink keeps one timer per key and
+            # time, so a shard has at most one per tick instead of one per batch (each firing is a
+            # call into Python); an idle episode closes up to one tick later than idle_close_ms.
             due = latest_open + self.idle_close_ms
-            ctx.timer_service().register_event_time_timer(due)
+            ctx.timer_service().register_event_time_timer(-(-due // IDLE_TICK_MS) * IDLE_TICK_MS)
             current = self.idle_due.value()
-            self.idle_due.update(due if current is None else min(current, due))
+            if current is None or due < current:
+                self.idle_due.update(due)

@@ -191,6 +191,25 @@ def test_episode_lifecycle_gap_and_end_of_stream_close():
     assert phases[2][0] == "open" and phases[-1] == ("close", phases[2][1], "idle")
 
 
+def test_idle_timers_are_one_per_tick_and_close_a_silent_camera():
+    from udfs.score_detect import IDLE_TICK_MS
+
+    op = operator(update_every=1000)
+    ctxs = []
+    for i in range(12):  # frames 100 ms apart, one batch each, episode open from the first
+        ctxs.append(_Ctx(ts=1))
+        list(op.process_element(pack_batch([rec("a", i, 50.0)]), ctxs[-1]))
+    timers = [t for c in ctxs for t in c.timers.event]
+    assert timers and all(t % IDLE_TICK_MS == 0 for t in timers)
+    assert len(set(timers)) <= 3  # 1.1 s of frames: at most two or three distinct ticks, not 12
+    last_ts = 1_800_000_000_000 + 100 * 11
+    assert not list(op.on_timer(min(timers), _Ctx(domain=TimeDomain.EVENT_TIME)))  # not idle yet
+    tick = max(timers)
+    assert tick >= last_ts + 5000
+    closed = [json.loads(x) for x in op.on_timer(tick, _Ctx(domain=TimeDomain.EVENT_TIME))]
+    assert [(e["phase"], e["close_reason"]) for e in closed] == [("close", "idle")]
+
+
 @pytest.mark.parametrize("masked", [True, False])
 def test_region_mask_applies_per_camera(masked):
     from vad.config import CameraOverride
