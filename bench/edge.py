@@ -74,7 +74,14 @@ def _connect(bootstrap: str | None):
         from vad.config import load_config
         from vad.kafka_clients import make_producer
 
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin, deadline = None, time.monotonic() + 60
+        while admin is None:  # a broker that was just started may take a while to answer
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
         try:
             if BENCH_TOPIC not in admin.list_topics():
                 try:
