@@ -61,10 +61,6 @@ class RedisEventStore:
     def recent_key(self) -> str:
         return f"{self.cfg.key_prefix}:events:recent"
 
-    def write_event(self, event: dict, raw: str) -> bool:
-        """True if written, False if this (event id, seq) was already there."""
-        return self.write_events([(event, raw)])[0]
-
     def write_events(self, events: list[tuple[dict, str]]) -> list[bool]:
         """Writes (event, its JSON) pairs in one round trip (a pipeline of the idempotent script,
         in order; not a transaction: each event is atomic on its own, and a retry of the whole

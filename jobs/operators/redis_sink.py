@@ -3,10 +3,10 @@
 Events arrive as one element per scored batch (newline-joined JSON, from score-detect) and are
 written in one pipelined round trip: a synchronous write per event held the Python worker for a
 tenth of its time at 3,500 frames/s (profiled). One Lua script per event makes each write atomic and
-idempotent: a dedup key per (event id, seq)
-guards the stream append, the camera's state hash and the recent-events index, so a replay after a
-failure writes nothing twice. Connection errors are retried with backoff a bounded number of times;
-then the job fails and restarts from its last checkpoint (nothing lost, nothing blocked forever).
+idempotent: a dedup key per (event id, seq) guards the stream append, the camera's state hash and
+the recent-events index, so a replay after a failure writes nothing twice. Connection errors are
+retried with backoff a bounded number of times; then the job fails and restarts from its last
+checkpoint (nothing lost, nothing blocked forever).
 """
 
 from __future__ import annotations
