@@ -200,7 +200,7 @@ def state_sizes(grids: np.ndarray) -> dict:
     from vad.detect import CameraState, EpisodeDetector, state_to_dict
 
     cfg = load_config(env={})
-    thr, version, t = resolve_threshold(cfg.detect, cfg.resolve(cfg.job.model_path))
+    thr, version, t, _grid = resolve_threshold(cfg.detect, cfg.resolve(cfg.job.model_path))
     det, st = EpisodeDetector(cfg.detect, thr, version), CameraState()
     for i in range(cfg.detect.min_frames + 2):  # an open event carries its heatmap: worst case
         det.step(st, "cam-0000", i, 1_700_000_000_000 + 100 * i, thr * 3, np.ones((12, 18), np.float32))

@@ -52,14 +52,11 @@ def _ttl(seconds: int) -> StateTtlConfig:
     )
 
 
-def resolve_threshold(cfg: DetectConfig, model_path: Path) -> tuple[float, str, int]:
+def resolve_threshold(cfg: DetectConfig, model_path: Path) -> tuple[float, str, int, tuple[int, int]]:
+    """(threshold, model version, window length, grid) from the model's card, read once."""
     card = ModelCard.load(card_path(model_path))
     thr = cfg.threshold if cfg.threshold is not None else card.threshold(cfg.calibration_quantile)
-    return thr, card.model_version, card.window
-
-
-def model_grid(model_path: Path) -> tuple[int, int]:
-    return tuple(ModelCard.load(card_path(model_path)).grid)
+    return thr, card.model_version, card.window, tuple(card.grid)
 
 
 class ScoreAndDetect(KeyedProcessFunction):
@@ -73,8 +70,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.emit_scores = emit_scores
 
     def open(self, runtime_context: RuntimeContext):
-        thr, version, self.window = resolve_threshold(self.detect, Path(self.model_path))
-        self.grid = model_grid(Path(self.model_path))
+        thr, version, self.window, self.grid = resolve_threshold(self.detect, Path(self.model_path))
         self.detector = EpisodeDetector(self.detect, thr, version)
         self.scorer = OnnxScorer(Path(self.model_path))
         # camera id -> {"frame": last frame scored, "grids": its last T-1 grids, "det": detector state}

@@ -141,3 +141,16 @@ def test_malformed_sparse_records_are_rejected_with_a_reason(mutate, reason):
 def test_a_record_cannot_claim_the_wire_flag():
     with pytest.raises(SchemaError, match="bad_flags"):
         record(flags=FLAG_SPARSE).encode()
+
+
+def test_sparse_padding_bits_past_the_last_value_must_be_clear():
+    f = np.zeros((1, 1, N_CHANNELS), np.float32)  # 12 values: the mask's second byte has 4 padding bits
+    f[0, 0, 3] = 1.5
+    data = record(features=f).encode()
+    assert data[5] & FLAG_SPARSE
+    np.testing.assert_array_equal(decode(data).features, f)
+    mask_end = HEADER_SIZE + len("cam-1") + 2
+    bad = _patch(data, mask_end - 1, "<B", data[mask_end - 1] | 0x80)  # a bit beyond value 11
+    with pytest.raises(SchemaError) as e:
+        decode(bad)
+    assert e.value.reason == "bad_length"
