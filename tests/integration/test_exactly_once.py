@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from vad.schema import N_CHANNELS, FrameFeatures, decode
 
 REPO = Path(__file__).resolve().parents[2]
 CLIPS = {"eo-cam-a": "Test004", "eo-cam-b": "Test002", "eo-cam-c": "Test006", "eo-cam-d": "Test001"}
-# Long enough that the job is still working through it when it is killed, on a fast machine too.
+# Calm frames after each clip, written live while the interrupted run works (see CalmTails).
 CALM_TAIL = 300
+TAIL_FPS = 50
 
 
 def _key(e: dict) -> tuple:
@@ -77,14 +79,13 @@ def _until_all_scored(job: subprocess.Popen, cfg, frames: int, timeout_s: float 
 
 @pytest.fixture(scope="module")
 def produced(stack_env, ped2, produce, tmp_path_factory):
+    """The clips, streamed side by side; the calm tails are written by the test, while a job runs."""
     tmp = tmp_path_factory.mktemp("eo")
     for name in ("ref", "rst"):
         ensure_topics(load_config(env=_env(stack_env, name, tmp)).kafka)
     env = _env(stack_env, "ref", tmp)
     # The cameras stream at the same time, so their event times overlap as live cameras' do.
     counts = produce(env, {cam: ped2 / "test" / f"{clip}.mp4" for cam, clip in CLIPS.items()})
-    # A calm tail per camera (no motion), continuing its frame indices and event time: open episodes
-    # close on their score, as they would in a live stream.
     cfg = load_config(env=env)
     last_ts = {}
     consumer = make_consumer(cfg.kafka, cfg.kafka.topics.features, consumer_timeout_ms=3000)
@@ -92,19 +93,74 @@ def produced(stack_env, ped2, produce, tmp_path_factory):
         r = decode(msg.value)
         last_ts[r.camera_id] = max(last_ts.get(r.camera_id, 0), r.ts_ms)
     consumer.close()
-    prod = make_producer(cfg.kafka)
-    for cam, n in counts.items():
-        for i in range(CALM_TAIL):
-            ts = last_ts[cam] + 100 * (i + 1)
-            rec = FrameFeatures(cam, n + i, ts, 360, 240, np.zeros((12, 18, N_CHANNELS), np.float32))
-            prod.send(cfg.kafka.topics.features, key=cam.encode(), value=rec.encode(), timestamp_ms=rec.ts_ms)
-    prod.flush(timeout=30)
-    prod.close()
-    return tmp, sum(counts.values()) + CALM_TAIL * len(counts)
+    return tmp, counts, last_ts
+
+
+class CalmTails(threading.Thread):
+    """A calm tail per camera (no motion), continuing its frame indices and event time, so open
+    episodes close on their score as in a live stream. Written live, the cameras side by side, at
+    about TAIL_FPS frames/s each: the job is killed while it is still arriving, so the kill lands
+    mid-stream however fast the job works through what is already in the topic."""
+
+    def __init__(self, cfg, counts: dict[str, int], last_ts: dict[str, int]):
+        super().__init__(daemon=True)
+        self.cfg, self.counts, self.last_ts = cfg, counts, last_ts
+        self.halfway = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            prod = make_producer(self.cfg.kafka)
+            for i in range(CALM_TAIL):
+                for cam, n in self.counts.items():
+                    ts = self.last_ts[cam] + 100 * (i + 1)
+                    grid = np.zeros((12, 18, N_CHANNELS), np.float32)
+                    rec = FrameFeatures(cam, n + i, ts, 360, 240, grid)
+                    prod.send(self.cfg.kafka.topics.features, key=cam.encode(), value=rec.encode(), timestamp_ms=ts)
+                prod.flush(timeout=30)
+                if i == CALM_TAIL // 2:
+                    self.halfway.set()
+                time.sleep(1 / TAIL_FPS)
+            prod.close()
+        except BaseException as e:  # reported by the test, not lost in the thread
+            self.error = e
+            self.halfway.set()
 
 
 def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_env, produced, jobs):
-    tmp, frames = produced
+    tmp, counts, last_ts = produced
+    frames = sum(counts.values()) + CALM_TAIL * len(counts)
+    env = _env(stack_env, "rst", tmp)
+    cfg = load_config(env=env)
+    tails = CalmTails(cfg, counts, last_ts)
+    job = jobs.start(env)
+    try:
+        # Interrupted run: once it has written events and completed a checkpoint, the tails start;
+        # it is killed halfway through them, with checkpoints and transactions under way.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and job.poll() is None:
+            if read_redis_events(cfg) and _latest_checkpoint(tmp / "ckpt-rst"):
+                break
+            time.sleep(0.2)
+        assert job.poll() is None, "the job died before it could be interrupted"
+        tails.start()
+        assert tails.halfway.wait(timeout=120), "the calm tails were not written in time"
+        assert tails.error is None, tails.error
+        assert job.poll() is None, "the job died before it could be interrupted"
+    finally:
+        jobs.kill(job)
+    scored_before_kill = len(read_kafka_events(cfg, timeout_s=3, topic=cfg.kafka.topics.scores))
+    tails.join(timeout=120)
+    assert not tails.is_alive() and tails.error is None, tails.error
+    assert 0 < scored_before_kill < frames, "the kill should land mid-stream"
+    chk = _latest_checkpoint(tmp / "ckpt-rst")
+    resumed = jobs.start({**env, "VAD_JOB__RESTORE_FROM": str(chk)})
+    try:
+        got = sorted(map(_key, _until_all_scored(resumed, cfg, frames)))
+    finally:
+        jobs.kill(resumed)
+
+    # Reference: an uninterrupted run over the same topic, every record already there.
     ref_cfg = load_config(env=_env(stack_env, "ref", tmp))
     ref = jobs.start(_env(stack_env, "ref", tmp))
     try:
@@ -113,26 +169,5 @@ def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_en
         jobs.kill(ref)
     assert want, "the reference run produced no events"
     assert any(k[2] == "close" for k in want)
-
-    env = _env(stack_env, "rst", tmp)
-    cfg = load_config(env=env)
-    job = jobs.start(env)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and job.poll() is None:
-            if read_redis_events(cfg) and _latest_checkpoint(tmp / "ckpt-rst"):
-                break
-            time.sleep(0.2)
-        assert job.poll() is None, "the job died before it could be interrupted"
-    finally:
-        jobs.kill(job)
-    scored_before_kill = len(read_kafka_events(cfg, timeout_s=3, topic=cfg.kafka.topics.scores))
-    chk = _latest_checkpoint(tmp / "ckpt-rst")
-    resumed = jobs.start({**env, "VAD_JOB__RESTORE_FROM": str(chk)})
-    try:
-        got = sorted(map(_key, _until_all_scored(resumed, cfg, frames)))
-    finally:
-        jobs.kill(resumed)
-    assert scored_before_kill < frames, "the kill should land mid-stream"
     assert got == want
     assert sorted(map(_key, read_redis_events(cfg))) == sorted(map(_key, read_redis_events(ref_cfg))) == want
