@@ -3,6 +3,7 @@ state backend, the Python worker and the connector jar."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,14 @@ def connector_jars() -> list[Path]:
     if not records.is_file():
         raise FileNotFoundError(f"{records} missing: run `make setup`")
     return [*jars, records]
+
+
+def local_jvm_options(cfg: Config) -> None:
+    """Flags for the JVM that PyFlink starts for a local run: its gateway reads JVM_ARGS when it
+    launches, which is before the first Java object exists, so call this before anything else. A
+    JVM_ARGS the user set wins."""
+    if cfg.job.local_jvm_options and "JVM_ARGS" not in os.environ:
+        os.environ["JVM_ARGS"] = cfg.job.local_jvm_options
 
 
 def flink_configuration(cfg: Config) -> Configuration:

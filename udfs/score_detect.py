@@ -32,9 +32,10 @@ from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueSt
 from jobs.operators.records import dead_letter, unpack_batch
 from models.card import ModelCard, card_path
 from udfs.onnx_session import OnnxScorer
+from vad.batch_decode import decode_batch
 from vad.config import DetectConfig
 from vad.detect import CameraState, EpisodeDetector, state_from_dict, state_to_dict
-from vad.schema import N_CHANNELS, SchemaError, decode
+from vad.schema import N_CHANNELS, SchemaError
 from vad.windows import fill_window
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
@@ -138,18 +139,18 @@ class ScoreAndDetect(KeyedProcessFunction):
             yield "\n".join(lines)
 
     def _score_batch(self, items: list[bytes], ctx):
+        decoded, errors = decode_batch(items)
         recs = []
-        for raw in items:
-            try:
-                r = decode(raw)
-                if r.grid_shape != self.grid:
-                    # Valid on the wire but not scorable by this model: a camera whose edge runs
-                    # with other settings than the model was trained with.
-                    raise SchemaError("grid_mismatch", f"grid {r.grid_shape}, the model scores {self.grid}")
+        for i, r in decoded:
+            if r.grid_shape == self.grid:
                 recs.append(r)
-            except SchemaError as e:
-                self.m_dead.inc()
-                yield DEAD_LETTER, dead_letter(raw, e)
+            else:
+                # Valid on the wire but not scorable by this model: a camera whose edge runs with
+                # other settings than the model was trained with.
+                errors.append((i, SchemaError("grid_mismatch", f"grid {r.grid_shape}, the model scores {self.grid}")))
+        for i, e in errors:
+            self.m_dead.inc()
+            yield DEAD_LETTER, dead_letter(items[i], e)
         # Frames that arrived out of order within one batch are put back in order per camera.
         recs.sort(key=lambda r: (r.camera_id, r.frame_index))
         histories, keep, entries = [], [], {}

@@ -235,6 +235,12 @@ class JobConfig(_Strict):
     emit_scores: bool = False
     state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
     state_ttl_s: int = Field(3600, ge=60, le=30 * 86400, description="forget cameras silent this long")
+    # A new JVM's C2 compiler took 0.3-0.4 of a core for its first ~90 s of a job here, which the
+    # job then lacked; with C1 only, compilation was over in ~20 s at the same sustained rate
+    # (README, Benchmarks). Applies to the JVM of a local run (JVM_ARGS, if not set already).
+    local_jvm_options: str = Field(
+        "-XX:TieredStopAtLevel=1", max_length=2000, description="flags of the JVM `vad run` starts"
+    )
 
 
 class CameraOverride(_Strict):

@@ -41,10 +41,12 @@ absolute frame difference, 0-1 scale).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -107,17 +109,7 @@ class FrameFeatures:
         return bool(self.flags & FLAG_GAP)
 
     def validate(self) -> FrameFeatures:
-        validate_camera_id(self.camera_id)
-        if self.schema_version not in READABLE_VERSIONS:
-            raise SchemaError("unsupported_version", f"schema version {self.schema_version}")
-        if self.flags & ~FLAG_GAP:
-            raise SchemaError("bad_flags", f"unknown flag bits {self.flags:#x}")
-        if not 0 <= self.frame_index < 2**63:
-            raise SchemaError("bad_frame_index", f"frame index {self.frame_index} out of range")
-        if not MIN_TS_MS <= self.ts_ms <= MAX_TS_MS:
-            raise SchemaError("bad_timestamp", f"ts_ms {self.ts_ms} outside 2000..2200")
-        if not (0 < self.frame_width < 65536 and 0 < self.frame_height < 65536):
-            raise SchemaError("bad_frame_size", f"{self.frame_width}x{self.frame_height}")
+        self.validate_meta()
         f = self.features
         if not isinstance(f, np.ndarray) or f.dtype != np.float32 or f.ndim != 3:
             raise SchemaError("bad_shape", "features must be a float32 array [rows, cols, C]")
@@ -129,6 +121,21 @@ class FrameFeatures:
         if not np.isfinite(f).all():
             raise SchemaError("non_finite", "features contain NaN or infinity")
         return self
+
+    def validate_meta(self) -> None:
+        """Everything but the feature values (the batch decoder checks those for a whole batch)."""
+        if type(self.camera_id) is not str or not _camera_id_ok(self.camera_id):
+            validate_camera_id(self.camera_id)  # raises with the reason
+        if self.schema_version not in READABLE_VERSIONS:
+            raise SchemaError("unsupported_version", f"schema version {self.schema_version}")
+        if self.flags & ~FLAG_GAP:
+            raise SchemaError("bad_flags", f"unknown flag bits {self.flags:#x}")
+        if not 0 <= self.frame_index < 2**63:
+            raise SchemaError("bad_frame_index", f"frame index {self.frame_index} out of range")
+        if not MIN_TS_MS <= self.ts_ms <= MAX_TS_MS:
+            raise SchemaError("bad_timestamp", f"ts_ms {self.ts_ms} outside 2000..2200")
+        if not (0 < self.frame_width < 65536 and 0 < self.frame_height < 65536):
+            raise SchemaError("bad_frame_size", f"{self.frame_width}x{self.frame_height}")
 
     def encode(self) -> bytes:
         self.validate()
@@ -193,6 +200,16 @@ class FrameFeatures:
         return rec.validate()
 
 
+@functools.lru_cache(maxsize=65536)
+def _camera_id_ok(camera_id: str) -> bool:
+    # A deployment has a bounded set of cameras: each id is checked once, not on every frame.
+    try:
+        validate_camera_id(camera_id)
+    except SchemaError:
+        return False
+    return True
+
+
 def validate_camera_id(camera_id: object) -> str:
     if not isinstance(camera_id, str) or not camera_id:
         raise SchemaError("bad_camera_id", "camera id must be a non-empty string")
@@ -203,8 +220,25 @@ def validate_camera_id(camera_id: object) -> str:
     return camera_id
 
 
-def decode(data: bytes) -> FrameFeatures:
-    """Parse and validate one wire record; raise SchemaError with a reason code otherwise."""
+class Head(NamedTuple):
+    """A record's header, checked up to the feature bytes (``parse_head``)."""
+
+    version: int
+    flags: int  # as on the wire, SPARSE included
+    camera_id: str
+    frame_index: int
+    ts_ms: int
+    frame_width: int
+    frame_height: int
+    rows: int
+    cols: int
+    start: int  # offset of the feature bytes
+    size: int  # values in the grid: rows * cols * channels
+
+
+def parse_head(data: bytes) -> Head:
+    """The header and camera id of one wire record; SchemaError with a reason code if malformed.
+    A dense record's length is checked here; a sparse one's needs its mask (``_sparse_values``)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise SchemaError("bad_type", f"expected bytes, got {type(data).__name__}")
     n = len(data)
@@ -230,25 +264,50 @@ def decode(data: bytes) -> FrameFeatures:
         raise SchemaError("bad_camera_id", "camera id is not UTF-8") from e
     size = rows * cols * ch
     if flags & FLAG_SPARSE:
-        feats = _sparse_values(data, start, size, n).reshape(rows, cols, ch)
+        if n < start + (size + 7) // 8:
+            raise SchemaError("bad_length", f"{n} bytes, the sparse mask alone needs {start + (size + 7) // 8}")
+    elif n != start + 4 * size:
+        raise SchemaError("bad_length", f"{n} bytes, header says {start + 4 * size}")
+    return Head(ver, flags, cam, idx, ts, w, h, rows, cols, start, size)
+
+
+def record_of(head: Head, features: np.ndarray) -> FrameFeatures:
+    """The decoded record (not yet validated) of a parsed header and its [rows, cols, C] values."""
+    return FrameFeatures(
+        head.camera_id,
+        head.frame_index,
+        head.ts_ms,
+        head.frame_width,
+        head.frame_height,
+        features,
+        head.flags & FLAG_GAP,
+        head.version,
+    )
+
+
+def decode(data: bytes) -> FrameFeatures:
+    """Parse and validate one wire record; raise SchemaError with a reason code otherwise.
+    (A whole batch at once: ``vad.batch_decode.decode_batch``, same results.)"""
+    hd = parse_head(data)
+    if hd.flags & FLAG_SPARSE:
+        flat = _sparse_values(data, hd.start, hd.size, len(data))
     else:
-        if n != start + 4 * size:
-            raise SchemaError("bad_length", f"{n} bytes, header says {start + 4 * size}")
-        feats = np.frombuffer(data, dtype="<f4", offset=start).reshape(rows, cols, ch)
-    rec = FrameFeatures(cam, idx, ts, w, h, feats.astype(np.float32, copy=False), flags & FLAG_GAP, ver)
-    return rec.validate()
+        flat = np.frombuffer(data, dtype="<f4", offset=hd.start).astype(np.float32, copy=False)
+    return record_of(hd, flat.reshape(hd.rows, hd.cols, N_CHANNELS)).validate()
+
+
+def sparse_length_error(n: int, want: int) -> SchemaError:
+    return SchemaError("bad_length", f"{n} bytes, the sparse mask says {want}")
 
 
 def _sparse_values(data, start: int, size: int, n: int) -> np.ndarray:
     mask_bytes = (size + 7) // 8
-    if n < start + mask_bytes:
-        raise SchemaError("bad_length", f"{n} bytes, the sparse mask alone needs {start + mask_bytes}")
     mask = np.frombuffer(data, np.uint8, mask_bytes, start)
     nonzero = np.unpackbits(mask, count=size, bitorder="little").view(bool)
     nnz = int(np.count_nonzero(nonzero))
     want = start + mask_bytes + 4 * nnz
     if n != want or (size % 8 and mask[-1] >> (size % 8)):  # padding bits must be clear
-        raise SchemaError("bad_length", f"{n} bytes, the sparse mask says {want}")
+        raise sparse_length_error(n, want)
     values = np.frombuffer(data, "<f4", nnz, start + mask_bytes)
     out = np.zeros(size, np.float32)
     out[nonzero] = values

@@ -53,22 +53,25 @@ def _patch(data: bytes, offset: int, fmt: str, value) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize(
-    "mutate, reason",
-    [
-        (lambda d: d[:10], "truncated"),
-        (lambda d: b"XXXX" + d[4:], "bad_magic"),
-        (lambda d: _patch(d, 4, "<B", 9), "unsupported_version"),
-        (lambda d: d + b"\0\0\0\0", "bad_length"),
-        (lambda d: _patch(d, 32, "<H", 5), "bad_shape"),
-        (lambda d: _patch(d, 16, "<q", 5), "bad_timestamp"),
-        (lambda d: _patch(d, 5, "<B", 0x80), "bad_flags"),
-        (lambda d: d[:-4] + struct.pack("<f", float("nan")), "non_finite"),
-        (lambda d: d[:-4] + struct.pack("<f", float("inf")), "non_finite"),
-        (lambda d: d + b"\0" * (1 << 20), "oversize"),
-        (lambda d: d[:HEADER_SIZE] + b"\xff\xfe\xfd\xfc\xfb" + d[HEADER_SIZE + 5 :], "bad_camera_id"),
-    ],
-)
+# (mutation of a valid dense record, the reason it is rejected); also run through decode_batch.
+MALFORMED = [
+    (lambda d: d[:10], "truncated"),
+    (lambda d: b"XXXX" + d[4:], "bad_magic"),
+    (lambda d: _patch(d, 4, "<B", 9), "unsupported_version"),
+    (lambda d: d + b"\0\0\0\0", "bad_length"),
+    (lambda d: _patch(d, 32, "<H", 5), "bad_shape"),
+    (lambda d: _patch(d, 16, "<q", 5), "bad_timestamp"),
+    (lambda d: _patch(d, 5, "<B", 0x80), "bad_flags"),
+    (lambda d: d[:-4] + struct.pack("<f", float("nan")), "non_finite"),
+    (lambda d: d[:-4] + struct.pack("<f", float("inf")), "non_finite"),
+    (lambda d: d + b"\0" * (1 << 20), "oversize"),
+    (lambda d: d[:HEADER_SIZE] + b"\xff\xfe\xfd\xfc\xfb" + d[HEADER_SIZE + 5 :], "bad_camera_id"),
+    (lambda d: d[:HEADER_SIZE] + b"c m-1" + d[HEADER_SIZE + 5 :], "bad_camera_id"),
+    (lambda d: _patch(d, 24, "<H", 0), "bad_frame_size"),
+]
+
+
+@pytest.mark.parametrize("mutate, reason", MALFORMED)
 def test_malformed_records_are_rejected_with_a_reason(mutate, reason):
     with pytest.raises(SchemaError) as e:
         decode(mutate(record().encode()))
@@ -118,18 +121,19 @@ def test_dense_features_stay_dense_and_version_1_records_are_still_read():
     np.testing.assert_array_equal(back.features, _sparse_features())
 
 
-@pytest.mark.parametrize(
-    "mutate, reason",
-    [
-        (lambda d: d[:-4], "bad_length"),  # a value missing
-        (lambda d: d + b"\0\0\0\0", "bad_length"),  # one too many
-        (lambda d: _patch(d, HEADER_SIZE + 5, "<B", d[HEADER_SIZE + 5] ^ 0x01), "bad_length"),  # mask vs values
-        (lambda d: _patch(d, HEADER_SIZE + 5 + 323, "<B", 0x80), "bad_length"),  # a bit without its value
-        (lambda d: d[: HEADER_SIZE + 20], "bad_length"),  # cut inside the mask
-        (lambda d: _patch(d, 4, "<B", 1), "bad_flags"),  # SPARSE does not exist in version 1
-        (lambda d: d[:-4] + struct.pack("<f", float("nan")), "non_finite"),
-    ],
-)
+# The same for a valid sparse record.
+MALFORMED_SPARSE = [
+    (lambda d: d[:-4], "bad_length"),  # a value missing
+    (lambda d: d + b"\0\0\0\0", "bad_length"),  # one too many
+    (lambda d: _patch(d, HEADER_SIZE + 5, "<B", d[HEADER_SIZE + 5] ^ 0x01), "bad_length"),  # mask vs values
+    (lambda d: _patch(d, HEADER_SIZE + 5 + 323, "<B", 0x80), "bad_length"),  # a bit without its value
+    (lambda d: d[: HEADER_SIZE + 20], "bad_length"),  # cut inside the mask
+    (lambda d: _patch(d, 4, "<B", 1), "bad_flags"),  # SPARSE does not exist in version 1
+    (lambda d: d[:-4] + struct.pack("<f", float("nan")), "non_finite"),
+]
+
+
+@pytest.mark.parametrize("mutate, reason", MALFORMED_SPARSE)
 def test_malformed_sparse_records_are_rejected_with_a_reason(mutate, reason):
     data = record(features=_sparse_features()).encode()
     assert data[5] & FLAG_SPARSE
