@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from models import baseline, mil, scalep, tensors
+from models import baseline, mil, scalep, scalep_dir, tensors
 from models.card import Calibration, ModelCard, card_path
 from vad.config import EdgeConfig, EdgeSettings
 from vad.edge.clips import clip_features, list_clips
@@ -49,6 +49,7 @@ MODELS = {
     # name: (fit(list of clips) -> params, build(params) -> ONNX, window the model needs)
     "scalep": (lambda clips, w: scalep.fit(clips), lambda p, w: scalep.build_onnx(p, w), 1),
     "baseline": (lambda clips, w: baseline.fit(clips, w), lambda p, w: baseline.build_onnx(p, w), 8),
+    "scalep_dir": (lambda clips, w: scalep_dir.fit(clips), lambda p, w: scalep_dir.build_onnx(p, w), 1),
 }
 
 

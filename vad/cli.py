@@ -203,7 +203,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a model on DIR/train and export ONNX + card to OUT")
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--model", default="scalep", choices=["scalep", "baseline"], help="scorer to fit (default scalep)")
+    s.add_argument(
+        "--model",
+        default="scalep",
+        choices=["scalep", "scalep_dir", "baseline"],
+        help="scorer to fit (default scalep; scalep_dir adds a per-cell direction term)",
+    )
     s.add_argument("--mil", action="store_true", help="weakly supervised: multiple instance learning on clip labels")
     s.add_argument("--clip-labels", default=None, help='with --mil: {"clips": {"train/a.mp4": 0, "test/b.mp4": 1}}')
     s.set_defaults(fn=_cmd_train)

@@ -4,6 +4,7 @@ that hides motion (flow computed, then gated away everywhere) scores clearly wor
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models.flow_study import moving_patch, study
 
@@ -29,3 +30,17 @@ def test_study_separates_a_blinded_setting_from_the_default(ped2):
     assert v["default"]["proxy_auc"] > 0.95
     assert v["blind"]["proxy_auc"] < v["default"]["proxy_auc"] - 0.1
     assert v["blind"]["p_at_least_first"] < 0.05
+
+
+def test_direction_study_lane_texture_moves_against_the_lane_and_crosses_the_walkway():
+    from models.direction_study import LANES, cross_patch, lane_patch
+
+    frames = [np.zeros((240, 360), np.uint8) for _ in range(40)]
+    for lane, (_, usual) in enumerate(LANES):
+        for wrong in (False, True):
+            xs = [np.nonzero(g)[1].mean() for g in lane_patch(frames, 1, 2.0, lane, wrong)]
+            step = np.median(np.diff(xs))
+            assert step == pytest.approx(2.0 * (-usual if wrong else usual), abs=0.6)
+    ys = [np.nonzero(g)[0].mean() for g in cross_patch(frames, 2, 1.0)]
+    assert np.median(np.abs(np.diff(ys))) == pytest.approx(1.0, abs=0.5)
+    assert not any(f.any() for f in frames)
