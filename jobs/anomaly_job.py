@@ -33,6 +33,15 @@ from vad.kafka_clients import flink_properties
 log = logging.getLogger(__name__)
 
 
+def source_properties(cfg: Config) -> dict[str, str]:
+    """The source consumer's client properties: connection settings plus fetch batching."""
+    return {
+        **flink_properties(cfg.kafka),
+        "fetch.min.bytes": str(cfg.job.source_fetch_min_bytes),
+        "fetch.max.wait.ms": str(cfg.job.source_fetch_max_wait_ms),
+    }
+
+
 def kafka_source(cfg: Config, values: DeserializationSchema | None = None) -> KafkaSource:
     k, j = cfg.kafka, cfg.job
     start = {
@@ -47,7 +56,7 @@ def kafka_source(cfg: Config, values: DeserializationSchema | None = None) -> Ka
         .set_group_id(k.group_id)
         .set_starting_offsets(start)
         .set_value_only_deserializer(values or ByteArraySchema())
-        .set_properties(flink_properties(k))
+        .set_properties(source_properties(cfg))
     )
     if j.bounded:
         b = b.set_bounded(KafkaOffsetsInitializer.latest())

@@ -233,6 +233,11 @@ class JobConfig(_Strict):
         10, ge=0, le=60_000, description="flush network buffers between operators after this (0: every record)"
     )
     emit_scores: bool = False
+    # The source's Kafka consumer: by default a fetch returns as soon as one byte is there, so a live
+    # stream is fetched a few records at a time. Waiting up to 20 ms for 64 KB (~30 Ped2 records)
+    # cut the job's CPU at 500 records/s from 0.56 / 0.50 to 0.40 / 0.44 core (two pairs), p99 the same.
+    source_fetch_min_bytes: int = Field(65536, ge=1, le=52_428_800, description="Kafka fetch.min.bytes")
+    source_fetch_max_wait_ms: int = Field(20, ge=0, le=1000, description="Kafka fetch.max.wait.ms (latency bound)")
     state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
     state_ttl_s: int = Field(3600, ge=60, le=30 * 86400, description="forget cameras silent this long")
     # A new JVM's C2 compiler took 0.3-0.4 of a core for its first ~90 s of a job here, which the

@@ -15,3 +15,13 @@ def test_local_jvm_options_go_to_the_gateway_unless_the_user_set_jvm_args(monkey
     monkeypatch.delenv("JVM_ARGS")
     local_jvm_options(load_config(env={"VAD_JOB__LOCAL_JVM_OPTIONS": "-XX:+UseSerialGC"}))
     assert os.environ["JVM_ARGS"] == "-XX:+UseSerialGC"
+
+
+def test_the_source_batches_its_fetches_within_a_latency_bound():
+    from jobs.anomaly_job import source_properties
+
+    props = source_properties(load_config(env={"VAD_KAFKA__SECURITY_PROTOCOL": "SSL"}))
+    assert props["fetch.min.bytes"] == "65536" and props["fetch.max.wait.ms"] == "20"
+    assert props["security.protocol"] == "SSL"  # the connection settings are still there
+    props = source_properties(load_config(env={"VAD_JOB__SOURCE_FETCH_MAX_WAIT_MS": "5"}))
+    assert props["fetch.max.wait.ms"] == "5"
