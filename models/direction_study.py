@@ -33,14 +33,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models import scalep, scalep_dir
-from models.flow_study import EMA_ALPHA, gray_frames, moving_patch
+from models import flow_study, scalep, scalep_dir
+from models.flow_study import EMA_ALPHA, gray_frames, pooled_auc, texture
 from models.train import _ema
 from vad.config import EdgeSettings
-from vad.edge.features import make_extractor
 from vad.schema import DIRECTION_BINS
 
-SPEED_KINDS = ("speed2x", "speed3x", "patch_a", "patch_b")  # flow_study's anomalies
+SPEED_KINDS = flow_study.KINDS[1:]  # flow_study's anomalies
 DIR_KINDS = ("reverse", "lane_wrong", "cross")
 CONTROL_KINDS = ("lane_right",)
 KINDS = ("normal", *SPEED_KINDS, *DIR_KINDS, *CONTROL_KINDS)
@@ -48,11 +47,6 @@ KINDS = ("normal", *SPEED_KINDS, *DIR_KINDS, *CONTROL_KINDS)
 LANES = (((80, 100), -1), ((140, 160), +1))
 WALKWAY_Y = (80, 180)
 LANE_SPEEDS = (0.4, 1.0)  # px/frame at 360x240, spread over the clips: a walker's cell-mean flow
-
-
-def texture(rng: np.random.Generator, size: int = 20) -> np.ndarray:
-    noise = cv2.GaussianBlur(rng.integers(0, 256, (size, size)).astype(np.float32), (0, 0), 2.0)
-    return cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
 
 
 def paste(g: np.ndarray, tex: np.ndarray, x: int, y: int) -> None:
@@ -111,17 +105,11 @@ def warp(frames: list[np.ndarray], far: float = 0.35) -> list[np.ndarray]:
 
 
 def sequences(i: int, n: int, frames: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-    def speed(k: int) -> float:  # flow_study's: 3-12 px/frame spread over the clips
-        return 3 + 9 * (k % n) / max(n - 1, 1)
-
+    """flow_study's sequences, plus the direction anomalies and the control."""
     lo, hi = LANE_SPEEDS
     walk = lo + (hi - lo) * (i % n) / max(n - 1, 1)
     return {
-        "normal": frames,
-        "speed2x": frames[::2],
-        "speed3x": frames[::3],
-        "patch_a": moving_patch(frames, 100 + i, speed(i)),
-        "patch_b": moving_patch(frames, 200 + i, speed(i + n // 2)),
+        **flow_study.sequences(i, n, frames),
         "reverse": frames[::-1],
         "lane_wrong": lane_patch(frames, 300 + i, walk, lane=i % 2, wrong=True),
         "cross": cross_patch(frames, 400 + i, walk),
@@ -135,11 +123,7 @@ def extract(data: Path, warped: bool, max_clips: int | None = None) -> list[dict
     clips = [gray_frames(p, cfg) for p in sorted((data / "train").glob("*"))[:max_clips]]
     feats = []
     for i, frames in enumerate(clips):
-        per_kind = {}
-        for kind, seq in sequences(i, len(clips), frames).items():
-            ex = make_extractor(cfg)
-            per_kind[kind] = np.stack([ex.process(g) for g in (warp(seq) if warped else seq)]).astype(np.float32)
-        feats.append(per_kind)
+        feats.append(flow_study.kind_features(sequences(i, len(clips), frames), cfg, warp if warped else None))
         print(f"features: clip {i + 1}/{len(clips)}", file=sys.stderr)
     return feats
 
@@ -194,7 +178,7 @@ def make_fit(spec: dict):
     spec = dict(spec)
     family = spec.pop("family")
     if family == "scalep":
-        return lambda clips: {"scale": (s := scalep.fit(clips)), "inv_dir": np.repeat(1 / s[..., None], 8, -1)}
+        return lambda clips: scalep_dir.fit(clips, alpha=1.0)  # every s_b = scale: scalep exactly
     if family == "share":
         return lambda clips: share_params(clips, **spec)
     if family == "quantile":
@@ -208,14 +192,6 @@ def scores(feats: list[dict[str, np.ndarray]], fit) -> list[dict[str, np.ndarray
         params = fit([feats[j]["normal"] for j in range(len(feats)) if j != i])
         out.append({k: _ema(score(v[:, None], params), EMA_ALPHA)[1:] for k, v in feats[i].items()})
     return out
-
-
-def auc(scores_, idx, kinds) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    s = np.concatenate([scores_[i][k] for i in idx for k in ("normal", *kinds)])
-    y = np.concatenate([np.full(len(scores_[i][k]), k != "normal") for i in idx for k in ("normal", *kinds)])
-    return float(roc_auc_score(y, s))
 
 
 def false_alarm_rate(scores_, q: float = 0.999) -> float:
@@ -236,12 +212,12 @@ def report(feats, variants: dict[str, dict], boot: int = 300) -> dict:
     for name, spec in variants.items():
         sc = scores(feats, make_fit(spec))
         every = range(len(feats))
-        b = np.array([auc(sc, d, SPEED_KINDS) for d in draws])
+        b = np.array([pooled_auc(sc, d, SPEED_KINDS) for d in draws])
         r = {
             "spec": spec,
-            "speed_proxy": round(auc(sc, every, SPEED_KINDS), 5),
-            **{k: round(auc(sc, every, (k,)), 4) for k in SPEED_KINDS + DIR_KINDS + CONTROL_KINDS},
-            "dir_proxy": round(auc(sc, every, ("lane_wrong", "cross")), 4),
+            "speed_proxy": round(pooled_auc(sc, every, SPEED_KINDS), 5),
+            **{k: round(pooled_auc(sc, every, (k,)), 4) for k in SPEED_KINDS + DIR_KINDS + CONTROL_KINDS},
+            "dir_proxy": round(pooled_auc(sc, every, ("lane_wrong", "cross")), 4),
             "false_alarms_0.999": round(false_alarm_rate(sc), 4),
         }
         if first is None:

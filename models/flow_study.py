@@ -42,12 +42,17 @@ def gray_frames(path: Path, cfg: EdgeSettings) -> list[np.ndarray]:
     return out
 
 
+def texture(rng: np.random.Generator, size: int = 20) -> np.ndarray:
+    """A smooth, object-like uint8 texture: blurred noise stretched to 0-255."""
+    noise = cv2.GaussianBlur(rng.integers(0, 256, (size, size)).astype(np.float32), (0, 0), 2.0)
+    return cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
 def moving_patch(frames: list[np.ndarray], seed: int, speed: float, size: int = 20) -> list[np.ndarray]:
     """A smooth, object-like texture pasted on every frame, moving in a straight line at `speed`
     px/frame in a random direction and bouncing off the edges."""
     rng = np.random.default_rng(seed)
-    noise = cv2.GaussianBlur(rng.integers(0, 256, (size, size)).astype(np.float32), (0, 0), 2.0)
-    tex = cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    tex = texture(rng, size)
     h, w = frames[0].shape
     ang = rng.uniform(0, 2 * np.pi)
     v = np.array([speed * np.cos(ang), speed * np.sin(ang)])
@@ -79,16 +84,20 @@ def sequences(i: int, n: int, frames: list[np.ndarray]) -> dict[str, list[np.nda
     }
 
 
+def kind_features(seqs: dict[str, list[np.ndarray]], cfg: EdgeSettings, transform=None) -> dict[str, np.ndarray]:
+    """Feature grids [N, R, C, F] of each sequence, a fresh extractor each (``transform``: applied
+    to the frames first)."""
+    out = {}
+    for kind, seq in seqs.items():
+        ex = make_extractor(cfg)
+        out[kind] = np.stack([ex.process(g) for g in (transform(seq) if transform else seq)]).astype(np.float32)
+    return out
+
+
 def clip_scores(clips: list[list[np.ndarray]], cfg: EdgeSettings) -> list[dict[str, np.ndarray]]:
     """Per held-out clip and kind: causal frame scores (frame 0, which has no flow, dropped)."""
     n = len(clips)
-    feats = []
-    for i, frames in enumerate(clips):
-        per_kind = {}
-        for kind, seq in sequences(i, n, frames).items():
-            ex = make_extractor(cfg)
-            per_kind[kind] = np.stack([ex.process(g) for g in seq]).astype(np.float32)
-        feats.append(per_kind)
+    feats = [kind_features(sequences(i, n, frames), cfg) for i, frames in enumerate(clips)]
     out = []
     for i in range(n):
         scale = scalep.fit([feats[j]["normal"] for j in range(n) if j != i])
@@ -96,11 +105,13 @@ def clip_scores(clips: list[list[np.ndarray]], cfg: EdgeSettings) -> list[dict[s
     return out
 
 
-def pooled_auc(scores: list[dict[str, np.ndarray]], idx) -> float:
+def pooled_auc(scores: list[dict[str, np.ndarray]], idx, anomalies=KINDS[1:]) -> float:
+    """AUC of the held-out clips `idx`: their normal frames against the frames of `anomalies`."""
     from sklearn.metrics import roc_auc_score
 
-    s = np.concatenate([scores[i][k] for i in idx for k in KINDS])
-    y = np.concatenate([np.full(len(scores[i][k]), k != "normal") for i in idx for k in KINDS])
+    kinds = ("normal", *anomalies)
+    s = np.concatenate([scores[i][k] for i in idx for k in kinds])
+    y = np.concatenate([np.full(len(scores[i][k]), k != "normal") for i in idx for k in kinds])
     return float(roc_auc_score(y, s))
 
 

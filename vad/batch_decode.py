@@ -35,7 +35,8 @@ def decode_batch(items: list[bytes]) -> tuple[list[tuple[int, FrameFeatures]], l
         except SchemaError as e:
             errors.append((i, e))
             continue
-        groups.setdefault((bool(hd.flags & FLAG_SPARSE), hd.size), []).append((i, raw, hd))
+        # A view: the slices below then copy each record once, into the joined buffer.
+        groups.setdefault((bool(hd.flags & FLAG_SPARSE), hd.size), []).append((i, memoryview(raw), hd))
     out: list[tuple[int, FrameFeatures]] = []
     for (sparse, size), group in groups.items():
         if sparse:

@@ -111,11 +111,11 @@ class CalmTails(threading.Thread):
     def run(self) -> None:
         try:
             prod = make_producer(self.cfg.kafka)
+            calm = np.zeros((12, 18, N_CHANNELS), np.float32)
             for i in range(CALM_TAIL):
                 for cam, n in self.counts.items():
                     ts = self.last_ts[cam] + 100 * (i + 1)
-                    grid = np.zeros((12, 18, N_CHANNELS), np.float32)
-                    rec = FrameFeatures(cam, n + i, ts, 360, 240, grid)
+                    rec = FrameFeatures(cam, n + i, ts, 360, 240, calm)
                     prod.send(self.cfg.kafka.topics.features, key=cam.encode(), value=rec.encode(), timestamp_ms=ts)
                 prod.flush(timeout=30)
                 if i == CALM_TAIL // 2:
