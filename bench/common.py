@@ -249,6 +249,56 @@ class CpuSampler:
         return float((c1 - c0) / ((t1_ms - t0_ms) / 1000))
 
 
+class OffsetSampler:
+    """Samples (wall ms, committed offset summed over partitions) of the job's consumer group on
+    its input topic every 200 ms. The Kafka source commits its offsets when a checkpoint completes,
+    and a completed checkpoint means every record before it went through every operator and the
+    at-least-once sinks flushed: so committed offsets count records through Kafka -> job -> sinks,
+    whatever the job emits (no per-frame output topic needed). Reads only (OffsetFetch, no group
+    membership), so the job's source is not disturbed."""
+
+    def __init__(self, cfg: Config, topic: str):
+        self.samples: list[tuple[float, int]] = []
+        self.topic, self.group = topic, cfg.kafka.group_id
+        # kafka-python's admin, not librdkafka: a librdkafka consumer that asked before the group
+        # had committed anything kept answering "no offset" afterwards (seen here).
+        self._admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap_servers, request_timeout_ms=10_000)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def committed(self) -> int:
+        got = self._admin.list_group_offsets(self.group).get(self.group, {})
+        return sum(max(om.offset, 0) for tp, om in got.items() if tp.topic == self.topic)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self.samples.append((time.time() * 1000, self.committed()))
+            except Exception:  # a slow broker answer: skip this sample
+                continue
+
+    @property
+    def last(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+    def first_commit_ms(self) -> float | None:
+        return next((t for t, o in self.samples if o > 0), None)
+
+    def commits(self) -> list[tuple[float, int]]:
+        """(first time seen, offset) of each new committed offset: one per completed checkpoint."""
+        out: list[tuple[float, int]] = []
+        for t, o in self.samples:
+            if o > (out[-1][1] if out else 0):
+                out.append((t, o))
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join(timeout=10)
+        self._admin.close()
+
+
 def start_job(env: dict[str, str], argv: list[str], log_name: str) -> subprocess.Popen:
     """A job in its own process group (so it can be stopped whole), output to a log file."""
     CACHE.mkdir(parents=True, exist_ok=True)
