@@ -1,5 +1,5 @@
-"""Shared parts of the benchmarks: the bench's own embedded stack, real Ped2 feature grids, topic
-set-up, record production, reading the output side, job subprocesses and their CPU use.
+"""Shared parts of the benchmarks: the bench's own embedded stack, real Ped2 feature grids,
+record production, reading the output side and committed offsets, job subprocesses and their CPU use.
 
 Everything runs on loopback against a stack of its own (ports 39092/39093/36379, state under
 .cache/bench-stack), so a bench never touches the demo's or the tests' broker.
@@ -20,12 +20,9 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from vad import stack
 from vad.config import REPO_ROOT, Config, load_config
-from vad.kafka_clients import ensure_topics
 from vad.schema import FrameFeatures
 
 CACHE = REPO_ROOT / ".cache" / "bench"
@@ -90,22 +87,6 @@ def stack_up() -> Config:
 
 def stack_down() -> dict[str, str]:
     return stack.down(config(STACK_ENV))
-
-
-def create_topics(cfg: Config) -> None:
-    """The run's topics; the scores topic stamps LogAppendTime so output times come from the broker."""
-    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap_servers, request_timeout_ms=30_000)
-    try:
-        t = cfg.kafka.topics
-        if t.scores not in set(admin.list_topics()):
-            topic = NewTopic(t.scores, 1, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})
-            try:
-                admin.create_topics([topic])
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
-    ensure_topics(cfg.kafka)
 
 
 def record(cam: str, idx: int, ts_ms: int, grid: np.ndarray) -> bytes:

@@ -26,10 +26,11 @@ import numpy as np
 
 from bench import common as c
 from vad.config import REPO_ROOT
+from vad.kafka_clients import ensure_topics
 
 CAMERAS = 100
 HALF = 0.5  # latency is measured at half the sustained rate (the definition)
-WARM_UP_S, MEASURE_S = 30, 25  # seconds of a throughput run's output: skipped, then measured
+WARM_UP_S, MEASURE_S = 30, 25  # seconds after a throughput run's first checkpoint: skipped, then measured
 PYTHONPATH = {"PYTHONPATH": str(REPO_ROOT)}  # so Flink's Python workers can import bench.job
 
 
@@ -44,17 +45,18 @@ def throughput(tag: str, features: str, n: int, window: tuple[float, float], set
     warm_s, measure_s = window
     env = _job_env(tag, features, VAD_JOB__BOUNDED="true", **PYTHONPATH, **settings)
     cfg = c.config(env)
-    c.create_topics(cfg)
+    ensure_topics(cfg.kafka)
     job = c.start_job(env, argv, f"job-{tag}")
     cpu = c.CpuSampler(job.pid)
     offsets = c.OffsetSampler(cfg, features)
+    # One checkpoint interval (and a little) past the measured part, so its last commit is seen.
+    run_ms = (warm_s + measure_s + 2) * 1000 + cfg.job.checkpoint_interval_ms
     deadline = time.monotonic() + 180 + warm_s + measure_s
     try:
         while time.monotonic() < deadline and offsets.last < n and job.poll() is None:
             time.sleep(0.5)
             first = offsets.first_commit_ms()
-            # One checkpoint interval past the measured part, so its last commit is seen.
-            if first and time.time() * 1000 - first > (warm_s + measure_s + 7) * 1000:
+            if first and time.time() * 1000 - first > run_ms:
                 break
     finally:
         offsets.stop()
@@ -63,7 +65,9 @@ def throughput(tag: str, features: str, n: int, window: tuple[float, float], set
     return _rate(offsets.commits(), n, cpu, settings, warm_s, measure_s)
 
 
-def _rate(commits: list[tuple[float, int]], n: int, cpu: c.CpuSampler, settings: dict, warm_s, measure_s) -> dict:
+def _rate(
+    commits: list[tuple[float, int]], n: int, cpu: c.CpuSampler, settings: dict, warm_s: float, measure_s: float
+) -> dict:
     out = {"records_through": commits[-1][1] if commits else 0, "settings": settings, "warm_up_s": warm_s}
     if len(commits) < 2:
         return {**out, "error": "fewer than two checkpoints committed offsets"}
@@ -155,7 +159,7 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
     features = f"bench.{tag}.features"
     env = _job_env(tag, features, VAD_JOB__DELIVERY=delivery, **extra)
     cfg = c.config(env)
-    c.create_topics(cfg)
+    ensure_topics(cfg.kafka)
     lat = Latency(cfg, c.camera_ids(CAMERAS), grids)
     prod = c.fast_producer(cfg, linger_ms=2)
     job = c.start_job(env, ["-m", "vad.cli", "run"], f"job-{tag}")
@@ -244,7 +248,7 @@ def run(quick: bool = False) -> dict:
         c.stack_up()
         features = f"bench.{rid}.in"
         env = c.bench_env(rid, VAD_KAFKA__TOPICS__FEATURES=features)
-        c.create_topics(c.config(env))
+        ensure_topics(c.config(env).kafka)
         t0 = time.monotonic()
         n = c.produce_burst(c.config(env), CAMERAS, frames, grids, int(time.time() * 1000) - frames * 100)
         out["records_produced"] = n
