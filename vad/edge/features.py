@@ -63,6 +63,12 @@ def make_dis(cfg: EdgeSettings) -> cv2.DISOpticalFlow:
     return dis
 
 
+def flow_scale_for(cfg: EdgeSettings, height: int) -> float:
+    """The fraction of the (resized) frame the flow is computed at: ``flow_scale``, raised so the
+    flow has at least ``flow_min_height`` rows, never above full size."""
+    return max(cfg.flow_scale, min(1.0, cfg.flow_min_height / height))
+
+
 class _Geometry(NamedTuple):
     frame: tuple[int, int]  # input (h, w) this was computed for
     fh: int  # flow size, a multiple of the grid
@@ -100,9 +106,10 @@ class FlowFeatureExtractor:
         if self._geometry is not None and self._geometry.frame == (h, w):
             return self._geometry
         bw, bh = self.cfg.resize or (w, h)
+        scale = flow_scale_for(self.cfg, bh)
         # Round to a multiple of the grid so INTER_AREA to the grid is an exact per-cell mean.
-        fh = max(self.rows, round(bh * self.cfg.flow_scale / self.rows) * self.rows)
-        fw = max(self.cols, round(bw * self.cfg.flow_scale / self.cols) * self.cols)
+        fh = max(self.rows, round(bh * scale / self.rows) * self.rows)
+        fw = max(self.cols, round(bw * scale / self.cols) * self.cols)
         cy = np.arange(fh) * self.rows // fh
         cx = np.arange(fw) * self.cols // fw
         cell = (cy[:, None] * self.cols + cx[None, :]).ravel().astype(np.intp)

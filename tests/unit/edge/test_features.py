@@ -61,12 +61,31 @@ def test_masked_cells_are_zero_and_others_are_not():
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, 0.25])
 def test_units_are_source_pixels_whatever_the_flow_scale(scale):
-    ex = FlowFeatureExtractor(EdgeConfig(normalise="none", flow_scale=scale, dis_preset="medium"))
+    cfg = EdgeConfig(normalise="none", flow_scale=scale, flow_min_height=0, dis_preset="medium")
+    ex = FlowFeatureExtractor(cfg)
     bg = texture(seed=6)
     out = [ex.process(np.roll(bg, (2 * t, 4 * t), axis=(0, 1))) for t in range(3)][-1]
     inner = out[2:-2, 2:-2]  # away from the wrap-around edges
     assert np.allclose(np.median(inner[..., DX]), 4.0, atol=0.6)
     assert np.allclose(np.median(inner[..., DY]), 2.0, atol=0.6)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "floor", "flow_hw"),
+    [
+        (240, 360, 120, (120, 180)),  # Ped2: half size already has 120 rows
+        (158, 238, 120, (120, 180)),  # a Ped1-sized camera: raised from 84 rows to 120
+        (158, 238, 0, (84, 126)),  # floor off: half size
+        (96, 144, 120, (96, 144)),  # never above the frame's own size
+        (720, 1280, 120, (360, 648)),  # large frames keep flow_scale
+    ],
+)
+def test_flow_has_at_least_min_height_rows(h, w, floor, flow_hw):
+    ex = FlowFeatureExtractor(EdgeConfig(flow_min_height=floor))
+    out = [ex.process(np.roll(texture(h, w, seed=8), 2 * t, axis=1)) for t in range(2)][-1]
+    g = ex._geometry
+    assert (g.fh, g.fw) == flow_hw
+    assert out.shape == (12, 18, N_CHANNELS) and np.median(out[2:-2, 2:-2, DX]) > 1.0
 
 
 def test_resize_keeps_source_units_and_frame_shape_independent_grid():
