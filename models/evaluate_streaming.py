@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from models.card import ModelCard, card_path
-from models.evaluate import ClipResult, detect_clip, load_labels, metrics, per_clip
+from models.evaluate import clip_result, detect_clip, load_labels, metrics, per_clip
 from vad.config import REPO_ROOT, Config, load_config
 from vad.consumer import read_kafka_events
 from vad.detect import EpisodeDetector
-from vad.edge.clips import list_clips
+from vad.edge.clips import clip_samples, list_clips
 from vad.kafka_clients import ensure_topics
 
 
@@ -77,13 +77,13 @@ def evaluate_streaming(data: Path, model_path: Path, cfg: Config, offline: dict 
     card = ModelCard.load(card_path(model_path))
     threshold = cfg.detect.threshold or card.threshold(cfg.detect.calibration_quantile)
     detector = EpisodeDetector(cfg.detect, threshold, card.model_version)
+    edge, paths = card.edge_config(cfg.edge), {c.stem: c for c in list_clips(data / "test")}
     results = []
     for name, raw in streamed_scores(data, model_path, cfg).items():
         smoothed, events = detect_clip(name, raw, None, detector)
-        y = np.zeros(len(raw), np.int8)
-        for a, b in labels[name]:
-            y[max(a, 0) : b + 1] = 1
-        results.append(ClipResult(name, y, smoothed, raw, events, labels[name]))
+        # Where the streamed (sampled) frames sit among the clip's frames: a decode-only pass.
+        where = clip_samples(paths[name], edge, features=False)
+        results.append(clip_result(name, smoothed, raw, events, labels[name], where.positions, where.frames))
     report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results), "streaming": True}
     if offline is not None:
         diffs = [np.max(np.abs(r.raw - offline[r.name])) for r in results if len(r.raw) == len(offline[r.name])]

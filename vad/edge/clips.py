@@ -5,6 +5,7 @@ features are identical."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,22 +17,38 @@ from vad.edge.stream import CameraStream, sampled_frames
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
 
 
-def clip_features(path: str | Path, cfg: EdgeSettings) -> np.ndarray:
-    """Feature grids of every sampled frame of a clip: float32 [n, rows, cols, C]."""
+class ClipSamples(NamedTuple):
+    grids: np.ndarray | None  # float32 [n, rows, cols, C] of the sampled frames (None: not computed)
+    positions: np.ndarray  # int64 [n]: each sampled frame's position among the clip's frames
+    frames: int  # frames the clip delivered, sampled or not (what frame-level labels count)
+
+
+def clip_samples(path: str | Path, cfg: EdgeSettings, features: bool = True) -> ClipSamples:
+    """A clip's sampled frames: their feature grids (unless ``features`` is False: decode only) and
+    where they sit among all its frames, so scores of a sampled camera (``sample_every``,
+    ``target_fps``) can be laid over per-frame labels."""
     # Offline: never pace, never reconnect (a clip is read once, as fast as possible).
     settings = EdgeSettings.model_validate(
         {**{k: getattr(cfg, k) for k in EdgeSettings.model_fields}, "realtime": False, "reconnect": "never"}
     )
     stream = CameraStream(str(path), settings, CameraStats())
-    ex = make_extractor(settings)
-    out = []
+    ex = make_extractor(settings) if features else None
+    out, positions = [], []
     for s in sampled_frames(stream):
-        if s.gap:
-            ex.reset()
-        out.append(ex.process(s.gray))
-    if not out:
+        if ex is not None:
+            if s.gap:
+                ex.reset()
+            out.append(ex.process(s.gray))
+        positions.append(s.position)
+    if not positions:
         raise ValueError(f"no frames decoded from {path}")
-    return np.stack(out).astype(np.float32)
+    grids = np.stack(out).astype(np.float32) if ex is not None else None
+    return ClipSamples(grids, np.asarray(positions, np.int64), stream.delivered)
+
+
+def clip_features(path: str | Path, cfg: EdgeSettings) -> np.ndarray:
+    """Feature grids of every sampled frame of a clip: float32 [n, rows, cols, C]."""
+    return clip_samples(path, cfg).grids
 
 
 def list_clips(folder: str | Path) -> list[Path]:

@@ -33,6 +33,9 @@ class Sampled:
     gray: np.ndarray
     ts_ms: int
     gap: bool
+    # The frame's position among all frames the source delivered (corrupt ones included, sampled
+    # out or not): what frame-level labels of a file count in.
+    position: int = 0
 
 
 Opener = Callable[[str, EdgeSettings], Capture]
@@ -55,6 +58,12 @@ class CameraStream:
         self.live = cfg.reconnect == "always" or (cfg.reconnect == "auto" and self.kind != "file")
         self.cap: Capture = opener(source, cfg)  # raises SourceError: fail fast on a bad source
         self._last_ts = -1
+        self._position = -1
+
+    @property
+    def delivered(self) -> int:
+        """Frames the source has delivered so far, corrupt ones included, sampled out or not."""
+        return self._position + 1
 
     @property
     def frame_count(self) -> int | None:
@@ -88,6 +97,7 @@ class CameraStream:
             try:
                 frame = self.cap.read()
             except CorruptFrame as e:
+                self._position += 1
                 self.stats.corrupt += 1
                 bad += 1
                 gap = True  # the next frame's motion spans lost frames
@@ -102,6 +112,7 @@ class CameraStream:
                 return True
             bad = 0
             n += 1
+            self._position += 1
             self.stats.read += 1
             # Relative presentation time; containers without timestamps (or going backwards) fall
             # back to counting frames at the nominal rate.
@@ -124,7 +135,7 @@ class CameraStream:
             ts = max(int(anchor_ms + rel), self._last_ts + 1)
             self._last_ts = ts
             self.stats.sampled += 1
-            yield Sampled(frame.gray, ts, gap)
+            yield Sampled(frame.gray, ts, gap, self._position)
             gap = False
         return False
 

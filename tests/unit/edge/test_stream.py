@@ -38,6 +38,7 @@ def test_event_time_is_pts_anchored_to_wall_clock_and_sampling_keeps_every_nth()
     )
     assert st.read == 10 and st.sampled == 4
     assert [f.ts_ms for f in out] == [1_700_000_000_000 + k for k in (0, 300, 600, 900)]
+    assert [f.position for f in out] == [0, 3, 6, 9]
     assert not any(f.gap for f in out)
 
 
@@ -57,6 +58,8 @@ def test_corrupt_frame_is_counted_skipped_and_marks_a_gap():
     out, st, _ = frames_of(FakeOpener(FakeCapture([3, "corrupt", 2])), reconnect="never")
     assert st.corrupt == 1 and st.sampled == 5
     assert [f.gap for f in out] == [False, False, False, True, False]
+    # Positions count the corrupt frame, so per-frame labels of the file still line up.
+    assert [f.position for f in out] == [0, 1, 2, 4, 5]
 
 
 def test_dropped_stream_reconnects_with_gap_and_monotonic_time():
