@@ -205,12 +205,15 @@ def false_alarm_rate(scores_, q: float = 0.999) -> float:
     return float(np.mean(rates))
 
 
-def report(feats, variants: dict[str, dict], boot: int = 300) -> dict:
+def report(feats, variants: dict[str, dict], boot: int = 300, run=None) -> dict:
+    """One row per variant; ``run(spec) -> (scores, extra fields)`` scores a variant (default: the
+    leave-one-clip-out scores of ``make_fit(spec)``, no extra fields)."""
+    run = run or (lambda spec: (scores(feats, make_fit(spec)), {}))
     rng = np.random.default_rng(0)
     draws = [rng.integers(0, len(feats), len(feats)) for _ in range(boot)]
     out, first = {}, None
     for name, spec in variants.items():
-        sc = scores(feats, make_fit(spec))
+        sc, extra = run(spec)
         every = range(len(feats))
         b = np.array([pooled_auc(sc, d, SPEED_KINDS) for d in draws])
         r = {
@@ -219,6 +222,7 @@ def report(feats, variants: dict[str, dict], boot: int = 300) -> dict:
             **{k: round(pooled_auc(sc, every, (k,)), 4) for k in SPEED_KINDS + DIR_KINDS + CONTROL_KINDS},
             "dir_proxy": round(pooled_auc(sc, every, ("lane_wrong", "cross")), 4),
             "false_alarms_0.999": round(false_alarm_rate(sc), 4),
+            **extra,
         }
         if first is None:
             first = b
@@ -235,8 +239,9 @@ DEFAULT_VARIANTS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_cli(argv: list[str] | None, doc: str, report_fn, default_variants: dict) -> int:
+    """The command line of a study on these cached features (this one and models/model_study.py)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder with train/ (normal clips)")
     p.add_argument("--cache", type=Path, default=None, help="feature cache (.npz): read if present, else written")
     p.add_argument("--warp", action="store_true", help="perspective-warp every frame first")
@@ -250,11 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         feats = extract(a.data, a.warp, a.max_clips)
         if a.cache:
             save_cache(a.cache, feats)
-    res = report(feats, json.loads(a.variants) if a.variants else DEFAULT_VARIANTS)
+    res = report_fn(feats, json.loads(a.variants) if a.variants else default_variants)
     if a.out:
         a.out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return study_cli(argv, __doc__, report, DEFAULT_VARIANTS)
 
 
 if __name__ == "__main__":

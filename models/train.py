@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from models import baseline, mil, scalep, scalep_dir, tensors
+from models import baseline, convae, mil, scalep, scalep_dir, tensors
 from models.card import Calibration, ModelCard, card_path
 from vad.config import EdgeConfig, EdgeSettings
 from vad.edge.clips import clip_features, list_clips
@@ -50,6 +50,7 @@ MODELS = {
     "scalep": (lambda clips, w: scalep.fit(clips), lambda p, w: scalep.build_onnx(p, w), 1),
     "baseline": (lambda clips, w: baseline.fit(clips, w), lambda p, w: baseline.build_onnx(p, w), 8),
     "scalep_dir": (lambda clips, w: scalep_dir.fit(clips), lambda p, w: scalep_dir.build_onnx(p, w), 1),
+    "convae": (lambda clips, w: convae.fit(clips, w, progress=True), lambda p, w: convae.build_onnx(p, w), 4),
 }
 
 

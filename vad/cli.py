@@ -206,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--model",
         default="scalep",
-        choices=["scalep", "scalep_dir", "baseline"],
+        choices=["scalep", "scalep_dir", "baseline", "convae"],
         help="scorer to fit (default scalep; scalep_dir adds a per-cell direction term)",
     )
     s.add_argument("--mil", action="store_true", help="weakly supervised: multiple instance learning on clip labels")
