@@ -149,19 +149,6 @@ def fast_consumer(cfg: Config, topic: str) -> Consumer:
     return c
 
 
-def read_through(cfg: Config, topic: str, n: int, timeout_s: float = 180) -> int:
-    """Read `topic` once from its start, up to `n` records: the broker's fetch path then runs warm
-    (its JIT and page cache) before the first measured job, as for every later one."""
-    consumer, seen = fast_consumer(cfg, topic), 0
-    deadline = time.monotonic() + timeout_s
-    try:
-        while seen < n and time.monotonic() < deadline:
-            seen += sum(1 for m in consumer.consume(10_000, timeout=0.5) if not m.error())
-    finally:
-        consumer.close()
-    return seen
-
-
 def _produce_part(cfg: Config, cams: list[str], offset: int, frames: int, grids: np.ndarray, t0_ms: int) -> None:
     prod = fast_producer(cfg, linger_ms=50)
     try:

@@ -259,12 +259,6 @@ def run(quick: bool = False) -> dict:
         t0 = time.monotonic()
         os.sync()
         out["sync_s"] = round(time.monotonic() - t0, 1)
-        # The other suspect: a broker that has only taken writes serves the first job's fetches
-        # with a cold JIT (its JVM compiles with C2 for tens of seconds) and page cache. Read the
-        # backlog through once, so every measured run meets the broker in the same state.
-        t0 = time.monotonic()
-        out["read_through"] = {"records": c.read_through(c.config(env), features, n)}
-        out["read_through"]["s"] = round(time.monotonic() - t0, 1)
         job = ["-m", "vad.cli", "run"]
         # The job as deployed (its defaults), then what the optional per-frame scores topic costs
         # and the pass-through floor (Kafka -> one Python map -> Kafka, no state, no model).
