@@ -20,8 +20,8 @@ class FakeCapture:
     """Plays a script: an int n = n moving frames, "corrupt" = one undecodable frame, "drop" = the
     connection ends (read returns None). Frames are a texture shifted right by 2 px per frame."""
 
-    def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None):
-        self.fps, self.frame_count = fps, None
+    def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None, jitter_ms=0.0):
+        self.fps, self.frame_count, self.jitter_ms = fps, None, jitter_ms
         self._items = list(script)
         self._bg = texture() if bg is None else bg
         self._i, self._pts, self._t = 0, pts, start_pts_ms
@@ -41,7 +41,8 @@ class FakeCapture:
                 continue
             self._items[0] = head - 1
             g = np.roll(self._bg, 2 * self._i, axis=1)
-            pts = self._t if self._pts else None
+            # Jittered presentation times: the first frame a little late, the next a little early, ...
+            pts = self._t + (-self.jitter_ms if self._i % 2 else self.jitter_ms) if self._pts else None
             self._i += 1
             self._t += 1000.0 / self.fps
             return Frame(g, pts)

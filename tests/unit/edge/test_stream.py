@@ -49,6 +49,18 @@ def test_target_fps_samples_by_presentation_time():
     assert steps <= {99, 100, 101}
 
 
+@pytest.mark.parametrize("fps", [10, 25, 30])
+def test_target_fps_tolerates_jittered_timestamps(fps):
+    # 2 s of video stamped 0.4 ms late / early in turn: a 10 fps target keeps 20 frames, about 100 ms
+    # apart, whatever the source rate (when a frame 0.4 ms short of its due time was dropped, a 10 fps
+    # source kept 19 of them, and a 30 fps one was sampled 67 and 133 ms apart).
+    n, period = 2 * fps, 1000 / fps
+    out, st, _ = frames_of(FakeOpener(FakeCapture([n], fps=fps, jitter_ms=0.4)), reconnect="never", target_fps=10)
+    assert st.read == n and st.sampled == 20
+    steps = [b.ts_ms - a.ts_ms for a, b in itertools.pairwise(out)]
+    assert all(100 - period / 2 - 1 <= d <= 100 + period / 2 + 1 for d in steps)
+
+
 def test_missing_timestamps_fall_back_to_the_frame_rate():
     out, _, _ = frames_of(FakeOpener(FakeCapture([3], fps=4, pts=False)), reconnect="never")
     assert [f.ts_ms - out[0].ts_ms for f in out] == [0, 250, 500]
