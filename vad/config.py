@@ -130,7 +130,12 @@ class EdgeSettings(_Strict):
     )
     mask: list[Cell] = Field(default_factory=list, max_length=65536, description="(row, col) cells zeroed")
     sample_every: int = Field(1, ge=1, le=1000, description="keep every n-th decoded frame")
-    target_fps: float | None = Field(None, gt=0, le=240, description="keep frames at about this rate instead")
+    # The defaults (flow, gate, smoothing, detector durations in frames) were chosen on 10 fps video:
+    # a 25-30 fps camera is analysed at ~10 fps too, at a third of the cost per camera. A rate at or
+    # above the camera's (or null) keeps every frame.
+    target_fps: float | None = Field(
+        10.0, gt=0, le=240, description="then keep frames at about this rate (null: every frame sample_every keeps)"
+    )
     fps: float = Field(10.0, gt=0, le=240, description="used when the source reports no frame rate")
     realtime: bool = Field(False, description="pace files at their native fps (streams are always live)")
     decoder: Literal["auto", "pyav", "opencv"] = Field("auto", description="auto: PyAV when installed")

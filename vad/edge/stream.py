@@ -122,15 +122,15 @@ class CameraStream:
             if rel is None or rel <= last_rel:
                 rel = last_rel + period_ms
             last_rel = rel
+            if n % cfg.sample_every:
+                continue
             if keep_ms is not None:
-                # Half a source frame of slack: presentation times jitter (a 10 fps stream's frames at
+                # Half a frame of slack: presentation times jitter (a 10 fps stream's frames at
                 # 99.6, 200.3 ms ...), and a frame just short of its due time is the one to keep, not
                 # to drop (without it, a source at the target rate lost frames: tests/unit/edge).
-                if rel + period_ms / 2 < next_keep:
+                if rel + period_ms * cfg.sample_every / 2 < next_keep:
                     continue
                 next_keep = max(next_keep + keep_ms, rel + keep_ms / 2)
-            elif n % cfg.sample_every:
-                continue
             if cfg.realtime and not self.live:
                 delay = rel / 1000.0 - (time.monotonic() - start_mono)
                 if delay > 0 and self.stop.wait(delay):

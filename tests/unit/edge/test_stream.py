@@ -42,6 +42,17 @@ def test_event_time_is_pts_anchored_to_wall_clock_and_sampling_keeps_every_nth()
     assert not any(f.gap for f in out)
 
 
+def test_the_default_analyses_about_ten_frames_a_second_after_sample_every():
+    out, st, _ = frames_of(FakeOpener(FakeCapture([30], fps=30)), reconnect="never")
+    assert st.read == 30 and st.sampled == 10  # a 30 fps camera at the defaults' 10 fps
+    out, st, _ = frames_of(FakeOpener(FakeCapture([30], fps=30)), reconnect="never", sample_every=2)
+    # every 2nd frame (15 fps), then ~10 fps of those on average: 67 and 133 ms steps
+    steps = {b.ts_ms - a.ts_ms for a, b in itertools.pairwise(out)}
+    assert st.sampled == 10 and steps <= {66, 67, 133, 134}
+    _, st, _ = frames_of(FakeOpener(FakeCapture([30], fps=30)), reconnect="never", target_fps=None)
+    assert st.sampled == 30
+
+
 def test_target_fps_samples_by_presentation_time():
     out, st, _ = frames_of(FakeOpener(FakeCapture([30], fps=30)), reconnect="never", target_fps=10)
     assert st.read == 30 and st.sampled == 10
@@ -171,7 +182,7 @@ def test_realtime_paces_a_file_at_its_native_rate():
     import time
 
     t0 = time.monotonic()
-    _, st, _ = frames_of(FakeOpener(FakeCapture([6], fps=20)), reconnect="never", realtime=True)
+    _, st, _ = frames_of(FakeOpener(FakeCapture([6], fps=20)), reconnect="never", realtime=True, target_fps=None)
     assert st.sampled == 6 and time.monotonic() - t0 >= 0.25  # 5 intervals of 50 ms
 
 
