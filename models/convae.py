@@ -37,6 +37,7 @@ from onnx import helper, numpy_helper
 
 from models import scalep, tensors
 from vad.schema import CHANNELS, N_CHANNELS
+from vad.windows import clip_windows
 
 FG = CHANNELS.index("fg")
 DEFAULTS = {"hidden": 16, "sat": 2.0, "mode": "recon", "combine": "sum", "epochs": 12, "q": 99.0}
@@ -77,18 +78,7 @@ def _error(windows: np.ndarray, params: dict, chunk: int = 256) -> np.ndarray:
     return np.concatenate(out)  # [B, R, C]
 
 
-def _cell_quantile(v: np.ndarray, q: float) -> np.ndarray:
-    """q-quantile of v [N, R, C] over each cell's 3x3 neighbourhood."""
-    _, rows, cols = v.shape
-    p = np.pad(v, [(0, 0), (1, 1), (1, 1)], mode="edge")
-    return np.percentile(
-        np.concatenate([p[:, dy : dy + rows, dx : dx + cols] for dy in range(3) for dx in range(3)]), q, 0
-    )
-
-
 def _windows(clips: list[np.ndarray], window: int) -> np.ndarray:
-    from vad.windows import clip_windows
-
     return np.concatenate([clip_windows(c, window) for c in clips])
 
 
@@ -101,7 +91,7 @@ def fit(clips: list[np.ndarray], window: int = 4, seed: int = 0, max_samples: in
     scale = scalep.fit(clips)
     fg = np.concatenate([c[..., FG] for c in clips])
     # fg depends little on perspective: the global quantile is the floor, cells get more if they need it.
-    fg_scale = np.maximum(_cell_quantile(fg, cfg["q"]), max(float(np.percentile(fg, cfg["q"])), 1e-3))
+    fg_scale = np.maximum(scalep.neighbourhood_quantile(fg, cfg["q"]), max(float(np.percentile(fg, cfg["q"])), 1e-3))
     inv = np.repeat((1.0 / scale)[..., None], N_CHANNELS, axis=-1)
     inv[..., FG] = 1.0 / fg_scale
     params = {**cfg, "window": window, "scale": scale, "inv": inv.astype(np.float32)}
@@ -135,7 +125,7 @@ def fit(clips: list[np.ndarray], window: int = 4, seed: int = 0, max_samples: in
         mlp=mlp,
     )
     err = _error(w, params)
-    level = _cell_quantile(err, cfg["q"])
+    level = scalep.neighbourhood_quantile(err, cfg["q"])
     params["inv_level"] = (1.0 / np.maximum(level, np.median(level))).astype(np.float32)
     return params
 

@@ -27,14 +27,22 @@ from vad.schema import CHANNELS
 MAG = CHANNELS.index("mag")
 
 
+def neighbourhood_quantile(v: np.ndarray, q: float, radius: int = 1) -> np.ndarray:
+    """q-th percentile of v [N, R, C] over each cell's (2 radius + 1)^2 neighbourhood (edges
+    repeated): more samples for cells the normal video rarely visited. -> [R, C]"""
+    _, rows, cols = v.shape
+    k = 2 * radius + 1
+    padded = np.pad(v, [(0, 0), (radius, radius), (radius, radius)], mode="edge")
+    return np.percentile(
+        np.concatenate([padded[:, dy : dy + rows, dx : dx + cols] for dy in range(k) for dx in range(k)]), q, axis=0
+    )
+
+
 def fit(clips: list[np.ndarray], q: float = 99.0, radius: int = 1, min_frac: float = 0.02, move_thr: float = 0.3):
     """Per-cell scale [R, C] from normal clips ([N, R, C, F] feature grids of one camera)."""
     m = np.concatenate([c[..., MAG] for c in clips])  # [N, R, C]
-    _, rows, cols = m.shape
-    k = 2 * radius + 1
-    padded = np.pad(m, [(0, 0), (radius, radius), (radius, radius)], mode="edge")
-    neighbourhood = np.concatenate([padded[:, dy : dy + rows, dx : dx + cols] for dy in range(k) for dx in range(k)])
-    q_cell = np.percentile(neighbourhood, q, axis=0)
+    rows = m.shape[1]
+    q_cell = neighbourhood_quantile(m, q, radius)
     # Perspective prior: weighted least squares through the per-row quantiles of rows that move
     # often enough to have a meaningful quantile.
     r = np.arange(rows)

@@ -40,13 +40,10 @@ def fit(clips: list[np.ndarray], q: float = 98.0, alpha: float = 0.4, radius: in
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     scale = scalep.fit(clips, radius=radius)
     rows, cols = scale.shape
-    k = 2 * radius + 1
     s = np.empty((rows, cols, DIRECTION_BINS), np.float64)
     for b in range(DIRECTION_BINS):  # one bin at a time: the 3x3 stack of all bins is ~9x the clips
         h = np.concatenate([c[..., DIR0 + b] for c in clips])  # [N, R, C]
-        p = np.pad(h, [(0, 0), (radius, radius), (radius, radius)], mode="edge")
-        nb = np.concatenate([p[:, dy : dy + rows, dx : dx + cols] for dy in range(k) for dx in range(k)])
-        s[..., b] = np.percentile(nb, q, axis=0)
+        s[..., b] = scalep.neighbourhood_quantile(h, q, radius)
     s = np.maximum(s, alpha * scale[..., None])
     return {"scale": scale, "inv_dir": (1.0 / s).astype(np.float32)}
 

@@ -35,7 +35,7 @@ class Sampled:
     gap: bool
     # The frame's position among all frames the source delivered (corrupt ones included, sampled
     # out or not): what frame-level labels of a file count in.
-    position: int = 0
+    position: int
 
 
 Opener = Callable[[str, EdgeSettings], Capture]
