@@ -46,6 +46,9 @@ class RedisEventStore:
     def __init__(self, cfg: RedisConfig):
         self.cfg = cfg
         self.r = connect(cfg)
+        # The script is called by its SHA. redis-py's Script object in a pipeline asks SCRIPT EXISTS
+        # before every execute, a second round trip per batch of events; here the server says
+        # NOSCRIPT once (new or flushed server), the script is loaded and the batch sent again.
         self._write = self.r.register_script(_WRITE)
 
     def close(self) -> None:
@@ -65,9 +68,18 @@ class RedisEventStore:
         """Writes (event, its JSON) pairs in one round trip (a pipeline of the idempotent script,
         in order; not a transaction: each event is atomic on its own, and a retry of the whole
         list skips what was written). True where written, False where already there."""
+        try:
+            return self._send(events)
+        except redis.exceptions.NoScriptError:
+            # Nothing was written (every call of the batch failed the same way): load, send again.
+            self.r.script_load(_WRITE)
+            return self._send(events)
+
+    def _send(self, events: list[tuple[dict, str]]) -> list[bool]:
         pipe = self.r.pipeline(transaction=False)
         for event, raw in events:
-            self._write(keys=self._keys(event), args=self._args(event, raw), client=pipe)
+            keys = self._keys(event)
+            pipe.evalsha(self._write.sha, len(keys), *keys, *self._args(event, raw))
         return [bool(x) for x in pipe.execute()]
 
     def _keys(self, event: dict) -> list[str]:
