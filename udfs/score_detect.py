@@ -29,6 +29,7 @@ from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext, TimeDomain
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+from jobs.operators.metrics import vad_metrics
 from jobs.operators.records import dead_letter, unpack_batch
 from models.card import ModelCard, card_path
 from udfs.onnx_session import OnnxScorer
@@ -81,7 +82,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         # Earliest event time at which an open episode of this shard could be idle: the scan over
         # the shard's cameras runs only then, not on every batch's watermark timer.
         self.idle_due = runtime_context.get_state(ValueStateDescriptor("idle_due", Types.LONG()))
-        g = runtime_context.get_metrics_group().add_group("vad")
+        g = vad_metrics(runtime_context)
         self.m_in = g.counter("records_in")
         self.m_dead = g.counter("vad_dead_letters")
         self.m_scored = g.counter("windows_scored")

@@ -17,6 +17,7 @@ import time
 
 from pyflink.datastream import FlatMapFunction, RuntimeContext
 
+from jobs.operators.metrics import vad_metrics
 from vad.config import RedisConfig
 from vad.redis_store import RedisEventStore
 
@@ -31,7 +32,7 @@ class WriteEventsToRedis(FlatMapFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.store = RedisEventStore(self.cfg)
-        g = runtime_context.get_metrics_group().add_group("vad")
+        g = vad_metrics(runtime_context)
         self.written = g.counter("redis_events_written")
         self.duplicates = g.counter("redis_events_duplicate")
         self.retries = g.counter("redis_retries")

@@ -1,0 +1,35 @@
+"""Operators count into the job's `vad` metric group, or into no-ops when Python metrics are off
+(``python.metric.enabled: false``: PyFlink then gives no metric group at all)."""
+
+from __future__ import annotations
+
+from jobs.operators.metrics import vad_metrics
+
+
+class _Runtime:
+    def __init__(self, group):
+        self.group = group
+
+    def get_metrics_group(self):
+        return self.group
+
+
+class _Group:
+    def __init__(self):
+        self.names = []
+
+    def add_group(self, name):
+        self.names.append(name)
+        return self
+
+
+def test_the_vad_group_of_the_runtime_when_metrics_are_on():
+    g = _Group()
+    assert vad_metrics(_Runtime(g)) is g and g.names == ["vad"]
+
+
+def test_no_op_metrics_when_python_metrics_are_off():
+    g = vad_metrics(_Runtime(None))
+    g.add_group("x").counter("records_in").inc(3)
+    g.distribution("batch_size").update(64)  # nothing to assert but that it does not raise
+    assert g.counter("c").inc() is None
