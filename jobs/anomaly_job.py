@@ -23,7 +23,7 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.java_gateway import get_gateway
 
-from jobs.operators.records import batch_by_shard, java_side_output, sharded_records, split_lines
+from jobs.operators.records import batch_by_shard, java_side_output, key_groups, sharded_records, split_lines
 from jobs.operators.redis_sink import WriteEventsToRedis
 from jobs.runtime import flink_configuration, local_jvm_options
 from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
@@ -94,9 +94,10 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(j.watermark_ooo_ms)).with_idleness(
         Duration.of_millis(j.idle_timeout_ms)
     )
-    # Source: (scoring shard, raw record bytes), event time from the Kafka record timestamp (the
-    # frame's time). The shard comes from the record header, computed and keyed in the JVM.
-    source = kafka_source(cfg, sharded_records(j.score_shards))
+    # Source: (scoring shard key, raw record bytes), event time from the Kafka record timestamp (the
+    # frame's time). The shard comes from the record header, computed and keyed in the JVM; its key
+    # spreads the shards evenly over the subtasks.
+    source = kafka_source(cfg, sharded_records(j.shards, key_groups(env, j.parallelism)))
     rows = env.from_source(source, watermarks, "frame-features").uid("kafka-frame-features")
     # Features: each shard's records are micro-batched in the JVM (full, after batch_max_delay_ms, or
     # when the watermark passes), so a batch crosses into Python as one element.

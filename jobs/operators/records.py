@@ -18,6 +18,7 @@ import zlib
 
 from pyflink.common import Types
 from pyflink.common.serialization import DeserializationSchema
+from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.data_stream import DataStream, KeyedStream
 from pyflink.java_gateway import get_gateway
 
@@ -32,9 +33,21 @@ def shard_of(camera_id: str, shards: int) -> int:
     return zlib.crc32(camera_id.encode()) % shards
 
 
-def sharded_records(shards: int) -> DeserializationSchema:
-    """Kafka value deserializer: record bytes -> Row(shard INT, bytes), computed in the JVM."""
-    return DeserializationSchema(get_gateway().jvm.io.github.vad.flink.ShardedRecords(shards))
+def sharded_records(shards: int, key_groups: int) -> DeserializationSchema:
+    """Kafka value deserializer: record bytes -> Row(shard key INT, bytes), computed in the JVM; the
+    shards' keys spread them evenly over the subtasks (``ShardedRecords.balancedKeys``)."""
+    return DeserializationSchema(get_gateway().jvm.io.github.vad.flink.ShardedRecords(shards, key_groups))
+
+
+def key_groups(env: StreamExecutionEnvironment, parallelism: int) -> int:
+    """The job's number of key groups: its max parallelism if set (``pipeline.max-parallelism``, as
+    the k8s deployment does), else the default Flink derives from the parallelism."""
+    set_max = env.get_max_parallelism()
+    if set_max > 0:
+        return set_max
+    return get_gateway().jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.computeDefaultMaxParallelism(
+        parallelism
+    )
 
 
 def _shard_key():

@@ -7,7 +7,9 @@ but wrong together, the kind that only shows in a cluster hours later:
 * the autoscaler's max vertex parallelism equals the partition count of the input topic (more
   source subtasks than partitions idle; fewer leave partitions unused), the starting parallelism
   lies within the autoscaler's bounds and the key-group count divides evenly by the maximum;
-* the job's VAD_JOB__PARALLELISM override agrees with spec.job.parallelism;
+* the job's VAD_JOB__PARALLELISM override agrees with spec.job.parallelism, and its scoring shards
+  (VAD_JOB__SCORE_SHARDS) are a multiple of the autoscaler's max vertex parallelism (fewer leave
+  subtasks without records once it scales up; a multiple spreads them evenly);
 * savepoint upgrades have somewhere to write (checkpoint/savepoint dirs, Kubernetes HA storage);
 * credentials only ever come from Secrets (no literal value on a password-like variable) and, with
   ``--secrets forbid``, no Secret object is rendered at all (base, prod); with ``--secrets resolve``
@@ -78,6 +80,12 @@ def check_flinkdeployment(fd: dict[str, Any], docs: list[dict[str, Any]], input_
     env_par = [e.get("value") for e in envs if e["name"] == "VAD_JOB__PARALLELISM"]
     if env_par != [str(par)]:
         errs.append(f"{name}: VAD_JOB__PARALLELISM={env_par} must equal job.parallelism={par}")
+    shards = [e.get("value") for e in envs if e["name"] == "VAD_JOB__SCORE_SHARDS"]
+    if max_p and (len(shards) != 1 or not str(shards[0]).isdigit() or int(shards[0]) % max_p):
+        errs.append(
+            f"{name}: VAD_JOB__SCORE_SHARDS={shards} must be a multiple of "
+            f"job.autoscaler.vertex.max-parallelism={max_p}"
+        )
     for e in envs:
         if SECRET_LIKE.search(e["name"]) and ("value" in e or "secretKeyRef" not in e.get("valueFrom", {})):
             errs.append(f"{name}: env {e['name']} must come from a secretKeyRef, not a literal")

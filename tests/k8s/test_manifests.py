@@ -137,6 +137,11 @@ def test_cross_object_rules_catch_mistakes(rendered):
     one(drift, "FlinkDeployment")["spec"]["job"]["parallelism"] = 3
     assert any("VAD_JOB__PARALLELISM" in e for e in check(drift, "forbid", "vad.frame-features"))
 
+    few_shards = copy.deepcopy(prod)
+    env = one(few_shards, "FlinkDeployment")["spec"]["podTemplate"]["spec"]["containers"][0]["env"]
+    next(e for e in env if e["name"] == "VAD_JOB__SCORE_SHARDS")["value"] = "4"
+    assert any("VAD_JOB__SCORE_SHARDS" in e for e in check(few_shards, "forbid", "vad.frame-features"))
+
     leaked = [*copy.deepcopy(prod), {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}]
     assert any("Secret x" in e for e in check(leaked, "forbid", "vad.frame-features"))
 

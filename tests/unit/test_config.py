@@ -11,6 +11,12 @@ def test_defaults_are_valid():
     assert cfg.job.batch_size >= 1 and cfg.kafka.topics.events == "vad.events"
 
 
+def test_scoring_shards_default_to_one_per_subtask():
+    assert load_config(env={}).job.shards == 1
+    assert load_config(env={"VAD_JOB__PARALLELISM": "4"}).job.shards == 4
+    assert load_config(env={"VAD_JOB__PARALLELISM": "4", "VAD_JOB__SCORE_SHARDS": "12"}).job.shards == 12
+
+
 def test_env_overrides_nest_and_parse_types(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("job:\n  parallelism: 2\nredis:\n  port: 7000\n")
@@ -28,6 +34,7 @@ def test_env_overrides_nest_and_parse_types(tmp_path):
         ("kafka:\n  topics:\n    events: 'bad topic'\n", "kafka.topics.events"),
         ("detect:\n  ema_alpha: 2\n", "detect.ema_alpha"),
         ("job:\n  delivery: sometimes\n", "job.delivery"),
+        ("job:\n  parallelism: 4\n  score_shards: 2\n", "job: Value error, score_shards (2) is below parallelism (4)"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, yaml_text, path):

@@ -4,6 +4,7 @@ import java.util.zip.CRC32;
 import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.runtime.state.KeyGroupRangeAssignment;
 import org.apache.flink.types.Row;
 
 /**
@@ -16,6 +17,11 @@ import org.apache.flink.types.Row;
  * jobs/operators/records.py; a record too short to carry an id goes to the shard of the empty id.
  * The bytes are passed on unchanged: validation stays in Python, which dead-letters bad records.
  * Header layout: vad/schema.py (camera id length: little-endian uint16 at offset 6; id at 34).
+ *
+ * <p>The key a shard is given is not its index but {@link #balancedKeys}: Flink sends a key to the
+ * subtask owning its key group (a hash), so with shard indexes as keys 4 shards over 4 subtasks
+ * would leave some subtasks two shards and others none. With one shard per subtask a subtask's
+ * records make one stream of batches, which fills its batches fastest (live latency: README).
  */
 public final class ShardedRecords implements DeserializationSchema<Row> {
     private static final long serialVersionUID = 1L;
@@ -23,15 +29,61 @@ public final class ShardedRecords implements DeserializationSchema<Row> {
     static final int MAX_CAMERA_ID_BYTES = 128;
 
     private final int shards;
+    private final int[] keys;
 
+    /** Shards of a job with Flink's default number of key groups at parallelism 1 (128). */
     public ShardedRecords(int shards) {
-        if (shards < 1) {
-            throw new IllegalArgumentException("shards must be >= 1, got " + shards);
-        }
-        this.shards = shards;
+        this(shards, KeyGroupRangeAssignment.computeDefaultMaxParallelism(1));
     }
 
-    /** The scoring shard of a raw record (public for the Python test that checks both sides agree). */
+    /** @param maxParallelism the job's number of key groups (its max parallelism) */
+    public ShardedRecords(int shards, int maxParallelism) {
+        if (shards < 1 || maxParallelism < 1) {
+            throw new IllegalArgumentException(
+                    "shards and maxParallelism must be >= 1, got " + shards + ", " + maxParallelism);
+        }
+        this.shards = shards;
+        this.keys = balancedKeys(shards, maxParallelism);
+    }
+
+    /**
+     * The key of each shard: shard i gets the smallest unused non-negative int whose key group lies
+     * in the i-th of {@code shards} equal runs of key groups (the subtask i at parallelism
+     * {@code shards}). A subtask owns a run of key groups at any parallelism, so at parallelism p
+     * each subtask gets shards/p shards when p divides the shard count and the key groups divide
+     * by it (what k8s/tools/check_rendered.py asks of the autoscaler's bounds), and one more or
+     * less otherwise. With more shards than key groups they wrap round.
+     */
+    public static int[] balancedKeys(int shards, int maxParallelism) {
+        int slots = Math.min(shards, maxParallelism);
+        int[] out = new int[shards];
+        java.util.BitSet used = new java.util.BitSet();
+        for (int i = 0; i < shards; i++) {
+            int target = i % slots;
+            int k = 0;
+            // A candidate lands in the target run with probability ~1/slots: a bounded search.
+            for (int tries = 0; ; k++, tries++) {
+                if (tries > 10_000_000) {
+                    throw new IllegalStateException("no key found for shard " + i);
+                }
+                if (!used.get(k)
+                        && KeyGroupRangeAssignment.assignKeyToParallelOperator(Row.of(k), maxParallelism, slots)
+                                == target) {
+                    break;
+                }
+            }
+            used.set(k);
+            out[i] = k;
+        }
+        return out;
+    }
+
+    /** The key a shard's records are given (public for the test of the balance). */
+    public int keyOf(int shard) {
+        return keys[shard];
+    }
+
+    /** The scoring shard (index) of a raw record (public for the Python test that checks both sides agree). */
     public static int shardOf(byte[] data, int shards) {
         CRC32 crc = new CRC32();
         if (data != null && data.length >= 8) {
@@ -47,7 +99,7 @@ public final class ShardedRecords implements DeserializationSchema<Row> {
     @Override
     public Row deserialize(byte[] message) {
         byte[] bytes = message == null ? new byte[0] : message;
-        return Row.of(shardOf(bytes, shards), bytes);
+        return Row.of(keys[shardOf(bytes, shards)], bytes);
     }
 
     @Override
