@@ -1,5 +1,6 @@
 package io.github.vad.flink;
 
+import java.util.BitSet;
 import java.util.zip.CRC32;
 import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
@@ -57,7 +58,7 @@ public final class ShardedRecords implements DeserializationSchema<Row> {
     public static int[] balancedKeys(int shards, int maxParallelism) {
         int slots = Math.min(shards, maxParallelism);
         int[] out = new int[shards];
-        java.util.BitSet used = new java.util.BitSet();
+        BitSet used = new BitSet();
         for (int i = 0; i < shards; i++) {
             int target = i % slots;
             int k = 0;
