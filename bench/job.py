@@ -321,11 +321,11 @@ def _pipeline(name: str) -> None:
     from pyflink.datastream import StreamExecutionEnvironment
 
     from jobs import anomaly_job as aj
-    from jobs.runtime import flink_configuration, local_jvm_options
+    from jobs.runtime import flink_configuration, local_run_options
     from vad.config import load_config
 
     cfg = load_config()
-    local_jvm_options(cfg)
+    local_run_options(cfg)
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
     if name == "passthrough":  # Kafka -> one Python map (header only) -> scores sink: the floor
         src = env.from_source(aj.kafka_source(cfg), WatermarkStrategy.no_watermarks(), "frame-features")

@@ -25,7 +25,7 @@ from pyflink.java_gateway import get_gateway
 
 from jobs.operators.records import batch_by_shard, java_side_output, key_groups, sharded_records, split_lines
 from jobs.operators.redis_sink import WriteEventsToRedis
-from jobs.runtime import flink_configuration, local_jvm_options
+from jobs.runtime import flink_configuration, local_run_options
 from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
 from vad.config import Config, load_config
 from vad.kafka_clients import flink_properties
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config)
-    local_jvm_options(cfg)
+    local_run_options(cfg)
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
     build(env, cfg)
     env.execute("vad-anomaly-detection")

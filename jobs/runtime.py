@@ -25,12 +25,19 @@ def connector_jars() -> list[Path]:
     return [*jars, records]
 
 
-def local_jvm_options(cfg: Config) -> None:
-    """Flags for the JVM that PyFlink starts for a local run: its gateway reads JVM_ARGS when it
-    launches, which is before the first Java object exists, so call this before anything else. A
-    JVM_ARGS the user set wins."""
+# PyFlink reads this (private, but what its own tests use) when a job is executed: "process" or
+# "loopback". Unset, a local run gets "loopback".
+PYTHON_WORKER_MODE_ENV = "_python_worker_execution_mode"
+
+
+def local_run_options(cfg: Config) -> None:
+    """Settings of a local run that PyFlink takes from the environment, so call this before anything
+    else. JVM flags: its gateway reads JVM_ARGS when it launches the JVM, before the first Java object
+    exists. The Python worker: as its own process (as on a cluster) or inside this client process.
+    What the user set in the environment wins."""
     if cfg.job.local_jvm_options and "JVM_ARGS" not in os.environ:
         os.environ["JVM_ARGS"] = cfg.job.local_jvm_options
+    os.environ.setdefault(PYTHON_WORKER_MODE_ENV, cfg.job.local_python_worker)
 
 
 def flink_configuration(cfg: Config) -> Configuration:

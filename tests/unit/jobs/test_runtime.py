@@ -1,20 +1,39 @@
 import os
 
-from jobs.runtime import local_jvm_options
+import pytest
+
+from jobs.runtime import PYTHON_WORKER_MODE_ENV, local_run_options
 from vad.config import load_config
 
 
-def test_local_jvm_options_go_to_the_gateway_unless_the_user_set_jvm_args(monkeypatch):
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
     monkeypatch.delenv("JVM_ARGS", raising=False)
-    local_jvm_options(load_config(env={}))
+    monkeypatch.delenv(PYTHON_WORKER_MODE_ENV, raising=False)
+
+
+def test_local_jvm_options_go_to_the_gateway_unless_the_user_set_jvm_args(monkeypatch):
+    local_run_options(load_config(env={}))
 
     assert os.environ["JVM_ARGS"] == "-XX:TieredStopAtLevel=1"
     monkeypatch.setenv("JVM_ARGS", "-Xmx2g")
-    local_jvm_options(load_config(env={"VAD_JOB__LOCAL_JVM_OPTIONS": "-XX:+UseSerialGC"}))
+    local_run_options(load_config(env={"VAD_JOB__LOCAL_JVM_OPTIONS": "-XX:+UseSerialGC"}))
     assert os.environ["JVM_ARGS"] == "-Xmx2g"
     monkeypatch.delenv("JVM_ARGS")
-    local_jvm_options(load_config(env={"VAD_JOB__LOCAL_JVM_OPTIONS": "-XX:+UseSerialGC"}))
+    local_run_options(load_config(env={"VAD_JOB__LOCAL_JVM_OPTIONS": "-XX:+UseSerialGC"}))
     assert os.environ["JVM_ARGS"] == "-XX:+UseSerialGC"
+
+
+def test_a_local_run_starts_its_python_worker_as_a_process_unless_told_otherwise(monkeypatch):
+    local_run_options(load_config(env={}))
+    assert os.environ[PYTHON_WORKER_MODE_ENV] == "process"
+    monkeypatch.delenv(PYTHON_WORKER_MODE_ENV)
+    local_run_options(load_config(env={"VAD_JOB__LOCAL_PYTHON_WORKER": "loopback"}))
+    assert os.environ[PYTHON_WORKER_MODE_ENV] == "loopback"
+    local_run_options(load_config(env={}))  # what is in the environment already wins
+    assert os.environ[PYTHON_WORKER_MODE_ENV] == "loopback"
+    with pytest.raises(Exception, match="local_python_worker"):
+        load_config(env={"VAD_JOB__LOCAL_PYTHON_WORKER": "thread"})
 
 
 def test_the_source_batches_its_fetches_within_a_latency_bound():
