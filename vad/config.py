@@ -248,7 +248,8 @@ class JobConfig(_Strict):
     # Live, the JVM hands a bundle to the Python worker when it closes and waits for it: 50 ms
     # bundles made fewer, fuller hand-offs. At 10,000 records/s (half a fast machine's backlog
     # rate) p99 430-751 ms in four runs against 653-2,857 with 20 ms (README, Benchmarks).
-    # The price at lower rates: up to 30 ms more (4,500/s, earlier: p99 ~320 against 227-303).
+    # The price at lower rates: at 4,500/s (a slower machine, worker in the client) p99 321 / 323
+    # against 227-303 with 20 ms.
     bundle_time_ms: int = Field(50, ge=1, le=60_000)
     buffer_timeout_ms: int = Field(
         10, ge=0, le=60_000, description="flush network buffers between operators after this (0: every record)"
