@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from kafka import KafkaAdminClient
 
 from vad import stack
-from vad.config import REPO_ROOT, Config, load_config
+from vad.config import REPO_ROOT, Config, EdgeConfig, load_config
 from vad.schema import FrameFeatures
 
 CACHE = REPO_ROOT / ".cache" / "bench"
@@ -38,6 +38,7 @@ STACK_ENV = {
 }
 # Ped2 frame size; the grid itself comes from the clip.
 FRAME_W, FRAME_H = 360, 240
+WIRE_PRECISION = EdgeConfig.model_fields["wire_precision"].default
 
 
 def bench_env(tag: str, **extra: str) -> dict[str, str]:
@@ -90,7 +91,8 @@ def stack_down() -> dict[str, str]:
 
 
 def record(cam: str, idx: int, ts_ms: int, grid: np.ndarray) -> bytes:
-    return FrameFeatures(cam, idx, ts_ms, FRAME_W, FRAME_H, grid).encode()
+    """A simulated camera's record, as the edge sends it by default (``edge.wire_precision``)."""
+    return FrameFeatures(cam, idx, ts_ms, FRAME_W, FRAME_H, grid).encode(WIRE_PRECISION)
 
 
 def camera_ids(n: int) -> list[str]:

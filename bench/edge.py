@@ -30,6 +30,7 @@ BENCH_TOPIC = "vad.bench-edge"
 
 def _pipeline(clips: list[Path], settings, producer=None, topic: str = BENCH_TOPIC) -> dict:
     """Single-threaded decode..encode(..send) over the clips; CPU seconds per stage and in total."""
+    from bench.common import WIRE_PRECISION
     from vad.edge.features import make_extractor
     from vad.edge.stats import CameraStats
     from vad.edge.stream import CameraStream, sampled_frames
@@ -45,7 +46,9 @@ def _pipeline(clips: list[Path], settings, producer=None, topic: str = BENCH_TOP
             feats = ex.process(s.gray)
             t0 = time.thread_time()
             rec = FrameFeatures("bench-" + clip.stem, i, s.ts_ms, s.gray.shape[1], s.gray.shape[0], feats)
-            value = rec.encode() if not s.gap else FrameFeatures(**{**rec.__dict__, "flags": FLAG_GAP}).encode()
+            if s.gap:
+                rec = FrameFeatures(**{**rec.__dict__, "flags": FLAG_GAP})
+            value = rec.encode(WIRE_PRECISION)
             stats.add_time("encode", time.thread_time() - t0)
             if producer is not None:
                 fut = producer.send(topic, key=rec.camera_id.encode(), value=value, timestamp_ms=rec.ts_ms)

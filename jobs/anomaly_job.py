@@ -103,10 +103,13 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     # when the watermark passes), so a batch crosses into Python as one element.
     batches = batch_by_shard(rows, j.batch_size, j.batch_max_delay_ms, uid="batch-records")
     # Score -> detect: a batch is decoded and validated, windowed per camera, scored in one ONNX call
-    # and run through each camera's episode detector.
+    # and run through each camera's episode detector. Its events (a list per batch) go only to the
+    # Redis writer, a Python operator chained to it: PICKLED_BYTE_ARRAY is their type should the two
+    # ever run apart.
     events = (
         batches.process(
-            ScoreAndDetect(model, cfg.detect, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores), Types.STRING()
+            ScoreAndDetect(model, cfg.detect, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores),
+            Types.PICKLED_BYTE_ARRAY(),
         )
         .name("score-detect")
         .uid("score-detect")

@@ -6,10 +6,11 @@ between the JVM and the Python worker, not in ONNX: so the records of a shard ar
 batched in the JVM (``io.github.vad.flink.BatchRecords``: full batch, a processing-time bound or the
 watermark, whichever comes first; the batch waits in checkpointed state there), one element per
 batch. This operator keeps each camera's window and detector state in one MapState entry of its
-shard (one state read and one write per camera and batch) and emits only small JSON strings: the
-batch's events as one newline-joined string (written to Redis in one round trip, then one record
-each), and optionally the batch's per-frame scores as one newline-joined string (split into one
-record per frame in the JVM).
+shard (one state read and one write per camera and batch) and emits little: the batch's events as
+one element, a list of (event, its JSON) pairs, for the Redis writer chained after it in the same
+Python worker (written in one round trip, then one record each to Kafka; the pairs spare it parsing
+the JSON again), and optionally the batch's per-frame scores as one newline-joined string (split
+into one record per frame in the JVM).
 
 Rules: frames of a camera are scored in frame order within a batch; a frame not newer than the last
 one scored for its camera is late or a duplicate and is dropped (counted); a GAP flag resets the
@@ -62,7 +63,8 @@ def resolve_threshold(cfg: DetectConfig, model_path: Path) -> tuple[float, str, 
 
 
 class ScoreAndDetect(KeyedProcessFunction):
-    """a batch of raw records, keyed by shard -> event JSON (side outputs: dead letters, frame scores)."""
+    """a batch of raw records, keyed by shard -> [(event, event JSON)] (side outputs: dead letters,
+    frame scores)."""
 
     def __init__(self, model_path: str, detect: DetectConfig, idle_close_ms: int, ttl_s: int, emit_scores: bool):
         self.model_path = model_path
@@ -108,27 +110,27 @@ class ScoreAndDetect(KeyedProcessFunction):
         if ctx.time_domain() == TimeDomain.EVENT_TIME and due is not None and timestamp >= due:
             yield from self._close_idle(timestamp)
 
-    def _emit(self, events: list[dict]) -> list[str]:
+    def _emit(self, events: list[dict]) -> list[tuple[dict, str]]:
         out = []
         for e in events:
             if e["phase"] == "open":
                 self.m_opened.inc()
             elif e["phase"] == "close":
                 self.m_closed.inc()
-            out.append(json.dumps(e, separators=(",", ":")))
+            out.append((e, json.dumps(e, separators=(",", ":"))))
         return out
 
     def _close_idle(self, watermark: int):
-        next_due, lines = None, []
+        next_due, events = None, []
         for cam, entry in list(self.cameras.items()):
             if not entry["det"] or entry["det"]["open"] is None:
                 continue
             st = state_from_dict(entry["det"])
             due = st.last_ts + self.idle_close_ms
             if due <= watermark:
-                events = self.detector.close(st, cam, reason="idle")
+                closed = self.detector.close(st, cam, reason="idle")
                 self.cameras.put(cam, {**entry, "det": state_to_dict(st)})
-                lines += self._emit(events)
+                events += self._emit(closed)
             else:
                 # Its last flush registered a timer at or after this time, so the scan runs again.
                 next_due = due if next_due is None else min(next_due, due)
@@ -136,8 +138,8 @@ class ScoreAndDetect(KeyedProcessFunction):
             self.idle_due.clear()
         else:
             self.idle_due.update(next_due)
-        if lines:
-            yield "\n".join(lines)
+        if events:
+            yield events
 
     def _score_batch(self, items: list[bytes], ctx):
         decoded, errors = decode_batch(items)
@@ -201,7 +203,7 @@ class ScoreAndDetect(KeyedProcessFunction):
                 q = quoted.get(cam) or quoted.setdefault(cam, json.dumps(cam))
                 lines.append(f'{{"camera_id":{q},"frame_index":{r.frame_index},"ts_ms":{r.ts_ms},"score":{score!r}}}')
         if events:  # one element per batch: the Redis writer stores them in one round trip
-            yield "\n".join(events)
+            yield events
         if lines:
             yield SCORES, "\n".join(lines)
         latest_open = 0

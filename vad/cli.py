@@ -145,7 +145,7 @@ def _cmd_evaluate(cfg, args) -> int:
         "clips",
     ]
     if args.streaming:
-        keys.append("max_abs_diff_vs_in_process")
+        keys += ["max_abs_diff_vs_in_process", "wire_precision"]
     for name, clip in report["per_clip"].items():
         print(f"{name}: {json.dumps(clip)}")
     print(json.dumps({k: report[k] for k in keys}))

@@ -5,13 +5,15 @@ fixed little-endian header, the camera id, then float32 cells, dense or sparse) 
 list would be ~4x larger and slower to parse in the job's hot path. ``to_json``/``from_json`` exist
 for debugging.
 
-Wire layout, schema version 2 (all little-endian; version 1 is the same without the SPARSE flag)::
+Wire layout, schema version 3 (all little-endian; version 2 is the same without the HALF flag,
+version 1 without SPARSE and HALF)::
 
     offset size field
     0      4    magic  b"VADF"
     4      1    schema version (2; 1 is still read)
     5      1    flags (bit 0: GAP, the stream restarted or frames were lost before this one;
-                bit 1: SPARSE, the features are stored sparse, version 2 only)
+                bit 1: SPARSE, the features are stored sparse, versions 2 and 3;
+                bit 2: HALF, the feature values are float16, version 3 only)
     6      2    camera id length in bytes (n)
     8      8    frame index (uint64, per camera, increasing)
     16     8    event timestamp, ms since the Unix epoch (int64)
@@ -21,16 +23,24 @@ Wire layout, schema version 2 (all little-endian; version 1 is the same without 
     30     2    grid cols
     32     2    channels per cell (must equal len(CHANNELS) for this version)
     34     n    camera id, UTF-8
-    34+n   features, C order [rows, cols, channels], either
-           dense:  4*rows*cols*channels bytes, float32
+    34+n   features, C order [rows, cols, channels], each value float32 (4 bytes) or, with HALF,
+           float16 (2 bytes), either
+           dense:  rows*cols*channels values
            SPARSE: a bit mask of ceil(rows*cols*channels/8) bytes (bit i, least significant bit
-                   first, set when value i is not zero), then the non-zero values, float32
+                   first, set when value i is not zero), then the non-zero values
 
 Sparse because motion features are mostly exact zeros (cells without moving pixels): on Ped2 83 % of
 the values, so a 12x18 grid takes ~2.1 KB instead of ~10.4 KB. Every byte of a record is copied
 several times on its way through the job (Kafka, the JVM's network stack, the Python worker), and a
 pass-through PyFlink job measured here ran ~1.5x faster on 2.6 KB records than on 10.4 KB ones. The
-encoder picks whichever form is smaller; readers accept versions 1 and 2.
+encoder picks whichever form is smaller; readers accept versions 1 to 3.
+
+HALF because the values are the rest of a record's bytes (~1.8 of a sparse record's 2.1 KB on Ped2):
+as float16 a record takes ~1.25 KB. float16 keeps 11 significant bits (a relative error of at most
+2^-11 per value); on Ped2's features the model's frame scores moved by at most 6e-4 (0.04 %).
+Values beyond float16's range (65504) are never rounded to infinity: such a record travels as
+float32. Whether the edge sends float16 or float32 is ``edge.wire_precision``; ``encode`` is exact
+(float32) unless asked.
 
 Channel layout (per cell, the same in versions 1 and 2: ``FEATURE_LAYOUT_VERSION``) is ``CHANNELS``
 below: mean flow dx and dy (pixels/frame at the original resolution), mean flow magnitude, a
@@ -50,13 +60,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-SCHEMA_VERSION = 2  # what the encoder writes
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3  # what the encoder writes
+READABLE_VERSIONS = (1, 2, 3)
 FEATURE_LAYOUT_VERSION = 1  # the channels below; a model card names the layout it was trained on
 MAGIC = b"VADF"
 FLAG_GAP = 0x01
 FLAG_SPARSE = 0x02  # wire encoding only: never set on a decoded FrameFeatures
-_KNOWN_FLAGS = {1: FLAG_GAP, 2: FLAG_GAP | FLAG_SPARSE}
+FLAG_HALF = 0x04  # wire encoding only, like SPARSE
+_KNOWN_FLAGS = {1: FLAG_GAP, 2: FLAG_GAP | FLAG_SPARSE, 3: FLAG_GAP | FLAG_SPARSE | FLAG_HALF}
+WIRE_PRECISIONS = ("float32", "float16")
+_F16_MAX = float(np.finfo(np.float16).max)
 
 DIRECTION_BINS = 8
 CHANNELS: tuple[str, ...] = (
@@ -137,15 +150,22 @@ class FrameFeatures:
         if not (0 < self.frame_width < 65536 and 0 < self.frame_height < 65536):
             raise SchemaError("bad_frame_size", f"{self.frame_width}x{self.frame_height}")
 
-    def encode(self) -> bytes:
+    def encode(self, precision: str = "float32") -> bytes:
+        """The wire record. ``precision="float16"`` halves the values' bytes (schema version 3 only;
+        a record with a value beyond float16's range is sent as float32)."""
         self.validate()
+        if precision not in WIRE_PRECISIONS:
+            raise ValueError(f"precision must be one of {WIRE_PRECISIONS}, not {precision!r}")
         cam = self.camera_id.encode("utf-8")
         rows, cols, ch = self.features.shape
         flat = np.ascontiguousarray(self.features, dtype="<f4").reshape(-1)
-        nonzero = flat != 0
+        half = precision == "float16" and self.schema_version >= 3 and _fits_half(flat)
+        if half:
+            flat = flat.astype("<f2")
+        nonzero = flat != 0  # after rounding: a value below float16's smallest becomes a zero
         nnz = int(np.count_nonzero(nonzero))
         mask_bytes = (flat.size + 7) // 8
-        sparse = self.schema_version >= 2 and mask_bytes + 4 * nnz < 4 * flat.size
+        sparse = self.schema_version >= 2 and mask_bytes + flat.itemsize * nnz < flat.nbytes
         if sparse:
             payload = np.packbits(nonzero, bitorder="little").tobytes() + flat[nonzero].tobytes()
         else:
@@ -153,7 +173,7 @@ class FrameFeatures:
         head = _HEADER.pack(
             MAGIC,
             self.schema_version,
-            self.flags | (FLAG_SPARSE if sparse else 0),
+            self.flags | (FLAG_SPARSE if sparse else 0) | (FLAG_HALF if half else 0),
             len(cam),
             self.frame_index,
             self.ts_ms,
@@ -200,6 +220,17 @@ class FrameFeatures:
         return rec.validate()
 
 
+def _fits_half(values: np.ndarray) -> bool:
+    return float(np.abs(values).max()) <= _F16_MAX
+
+
+def wire_values(features: np.ndarray, precision: str) -> np.ndarray:
+    """The float32 values a reader decodes from one record of these features sent at ``precision``
+    (what offline code compares with streamed records)."""
+    f = np.asarray(features, np.float32)
+    return f.astype(np.float16).astype(np.float32) if precision == "float16" and _fits_half(f) else f
+
+
 @functools.lru_cache(maxsize=65536)
 def _camera_id_ok(camera_id: str) -> bool:
     # A deployment has a bounded set of cameras: each id is checked once, not on every frame.
@@ -234,6 +265,7 @@ class Head(NamedTuple):
     cols: int
     start: int  # offset of the feature bytes
     size: int  # values in the grid: rows * cols * channels
+    dtype: str  # of the values on the wire: "<f4", or "<f2" with HALF
 
 
 def parse_head(data: bytes) -> Head:
@@ -263,12 +295,13 @@ def parse_head(data: bytes) -> Head:
     except UnicodeDecodeError as e:
         raise SchemaError("bad_camera_id", "camera id is not UTF-8") from e
     size = rows * cols * ch
+    dtype, item = ("<f2", 2) if flags & FLAG_HALF else ("<f4", 4)
     if flags & FLAG_SPARSE:
         if n < start + (size + 7) // 8:
             raise SchemaError("bad_length", f"{n} bytes, the sparse mask alone needs {start + (size + 7) // 8}")
-    elif n != start + 4 * size:
-        raise SchemaError("bad_length", f"{n} bytes, header says {start + 4 * size}")
-    return Head(ver, flags, cam, idx, ts, w, h, rows, cols, start, size)
+    elif n != start + item * size:
+        raise SchemaError("bad_length", f"{n} bytes, header says {start + item * size}")
+    return Head(ver, flags, cam, idx, ts, w, h, rows, cols, start, size, dtype)
 
 
 def record_of(head: Head, features: np.ndarray) -> FrameFeatures:
@@ -290,9 +323,9 @@ def decode(data: bytes) -> FrameFeatures:
     (A whole batch at once: ``vad.batch_decode.decode_batch``, same results.)"""
     hd = parse_head(data)
     if hd.flags & FLAG_SPARSE:
-        flat = _sparse_values(data, hd.start, hd.size, len(data))
+        flat = _sparse_values(data, hd.start, hd.size, len(data), hd.dtype)
     else:
-        flat = np.frombuffer(data, dtype="<f4", offset=hd.start).astype(np.float32, copy=False)
+        flat = np.frombuffer(data, dtype=hd.dtype, offset=hd.start).astype(np.float32, copy=False)
     return record_of(hd, flat.reshape(hd.rows, hd.cols, N_CHANNELS)).validate()
 
 
@@ -300,15 +333,15 @@ def sparse_length_error(n: int, want: int) -> SchemaError:
     return SchemaError("bad_length", f"{n} bytes, the sparse mask says {want}")
 
 
-def _sparse_values(data, start: int, size: int, n: int) -> np.ndarray:
+def _sparse_values(data, start: int, size: int, n: int, dtype: str) -> np.ndarray:
     mask_bytes = (size + 7) // 8
     mask = np.frombuffer(data, np.uint8, mask_bytes, start)
     nonzero = np.unpackbits(mask, count=size, bitorder="little").view(bool)
     nnz = int(np.count_nonzero(nonzero))
-    want = start + mask_bytes + 4 * nnz
+    want = start + mask_bytes + np.dtype(dtype).itemsize * nnz
     if n != want or (size % 8 and mask[-1] >> (size % 8)):  # padding bits must be clear
         raise sparse_length_error(n, want)
-    values = np.frombuffer(data, "<f4", nnz, start + mask_bytes)
+    values = np.frombuffer(data, dtype, nnz, start + mask_bytes)
     out = np.zeros(size, np.float32)
     out[nonzero] = values
     return out

@@ -14,6 +14,7 @@ from models.train import score_clips
 from vad.config import load_config
 from vad.consumer import read_kafka_events, read_redis_events
 from vad.edge.clips import clip_features
+from vad.schema import wire_values
 
 CLIP = "Test004"  # a bicycle and more from frame 31 on (labels.json)
 CAMERA = "ped2-test004"
@@ -40,14 +41,16 @@ def job_run(stack_env, ped2, run_vad):
 
 
 def test_every_frame_is_scored_exactly_as_offline(job_run, ped2):
-    """Streaming scores equal in-process scores of the same clip: same features, same windows, same
-    model; cameras scored in shared batches do not leak into each other."""
+    """Streaming scores equal in-process scores of the same clip: same features (as the wire rounds
+    them: float16 by default), same windows, same model; cameras scored in shared batches do not leak
+    into each other."""
     cfg, stats = job_run
     scores = read_kafka_events(cfg, timeout_s=20, expect=stats["sent"] * 2, topic=cfg.kafka.topics.scores)
     for cam, clip in {CAMERA: CLIP, **OTHER}.items():
         got = sorted((s["frame_index"], s["score"]) for s in scores if s["camera_id"] == cam)
         assert [f for f, _ in got] == list(range(stats["sent"] if cam == CAMERA else len(got)))
-        grids = {clip: clip_features(ped2 / "test" / f"{clip}.mp4", cfg.edge)}
+        exact = clip_features(ped2 / "test" / f"{clip}.mp4", cfg.edge)
+        grids = {clip: np.stack([wire_values(g, cfg.edge.wire_precision) for g in exact])}
         model = cfg.resolve(cfg.job.model_path)
         offline, _cells = score_clips(model, grids, ModelCard.load(card_path(model)).window)[clip]
         assert len(offline) == len(got)

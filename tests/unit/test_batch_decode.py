@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from test_schema import MALFORMED, MALFORMED_SPARSE, _sparse_features, record
+from test_schema import MALFORMED, MALFORMED_HALF, MALFORMED_SPARSE, _sparse_features, record
 
 from vad.batch_decode import decode_batch
-from vad.schema import FLAG_GAP, FLAG_SPARSE, N_CHANNELS, SchemaError, decode
+from vad.schema import FLAG_GAP, FLAG_HALF, FLAG_SPARSE, N_CHANNELS, SchemaError, decode
 
 
 def _one_by_one(items: list[bytes]):
@@ -49,6 +49,13 @@ def _valid_mix() -> list[bytes]:
     small[0, 0, 3] = 1.5
     out.append(record(frame_index=103, features=small).encode())
     out.append(record(frame_index=104, features=np.ones((3, 5, N_CHANNELS), np.float32)).encode())
+    for i in range(105, 115):  # float16 values: sparse, one dense, one sent as float32 (out of range)
+        f = _sparse_features() * rng.uniform(0.5, 2.0)
+        if i == 113:
+            f = rng.normal(size=f.shape)
+        if i == 114:
+            f[0, 0, 0] = 1e6
+        out.append(record(frame_index=i, features=f.astype(np.float32)).encode("float16"))
     return out
 
 
@@ -57,13 +64,18 @@ def test_a_valid_batch_decodes_as_record_by_record():
     assert sum(bool(b[5] & FLAG_SPARSE) for b in items) > 30
     _assert_same(items)
     recs, errors = decode_batch(items)
-    assert not errors and [r.frame_index for _, r in recs][-5:] == [100, 101, 102, 103, 104]
+    assert not errors and [r.frame_index for _, r in recs][-15:] == list(range(100, 115))
+    assert sum(bool(b[5] & FLAG_HALF) for b in items) == 9
 
 
-@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("kind", ["dense", "sparse", "half"])
 def test_every_malformed_record_gets_the_reason_decode_gives_and_the_rest_survive(kind):
-    table = MALFORMED if kind == "dense" else MALFORMED_SPARSE
-    base = record().encode() if kind == "dense" else record(features=_sparse_features()).encode()
+    table = {"dense": MALFORMED, "sparse": MALFORMED_SPARSE, "half": MALFORMED_HALF}[kind]
+    base = {
+        "dense": record().encode(),
+        "sparse": record(features=_sparse_features()).encode(),
+        "half": record(features=_sparse_features()).encode("float16"),
+    }[kind]
     items = _valid_mix()
     for k, (mutate, _reason) in enumerate(table):  # interleaved with valid records of the same shape
         items.insert(3 * k + 1, mutate(base))

@@ -6,6 +6,7 @@ import pytest
 
 from vad.schema import (
     FLAG_GAP,
+    FLAG_HALF,
     FLAG_SPARSE,
     HEADER_SIZE,
     N_CHANNELS,
@@ -13,6 +14,7 @@ from vad.schema import (
     FrameFeatures,
     SchemaError,
     decode,
+    wire_values,
 )
 
 
@@ -158,3 +160,52 @@ def test_sparse_padding_bits_past_the_last_value_must_be_clear():
     with pytest.raises(SchemaError) as e:
         decode(bad)
     assert e.value.reason == "bad_length"
+
+
+# float16 values on the wire (schema version 3, HALF): what the edge sends by default.
+MALFORMED_HALF = [
+    (lambda d: d[:-2], "bad_length"),  # a value missing
+    (lambda d: d + b"\0\0", "bad_length"),
+    (lambda d: d[:-2] + struct.pack("<e", float("nan")), "non_finite"),
+    (lambda d: d[:-2] + struct.pack("<e", float("inf")), "non_finite"),
+    (lambda d: _patch(d, 4, "<B", 2), "bad_flags"),  # HALF does not exist in version 2
+]
+
+
+def test_float16_records_carry_half_the_value_bytes_and_decode_to_the_rounded_values():
+    f = _sparse_features()
+    data = record(features=f, flags=FLAG_GAP).encode("float16")
+    nnz = int(np.count_nonzero(f))
+    assert data[4] == 3 and data[5] == FLAG_GAP | FLAG_SPARSE | FLAG_HALF
+    assert len(data) == HEADER_SIZE + len("cam-1") + (f.size + 7) // 8 + 2 * nnz
+    back = decode(data)
+    assert back.features.dtype == np.float32 and back.flags == FLAG_GAP
+    np.testing.assert_array_equal(back.features, wire_values(f, "float16"))
+    np.testing.assert_allclose(back.features, f, rtol=2.0**-11)  # float16: 11 significant bits
+    assert not np.array_equal(back.features, f)  # rounded, not exact
+    dense = record().encode("float16")  # no zeros: dense, two bytes a value
+    assert dense[5] == FLAG_HALF and len(dense) == HEADER_SIZE + len("cam-1") + 2 * 12 * 18 * N_CHANNELS
+    np.testing.assert_array_equal(decode(dense).features, wire_values(record().features, "float16"))
+
+
+def test_values_beyond_float16_travel_as_float32_and_older_versions_never_as_float16():
+    f = _sparse_features()
+    f[0, 0, 1] = 70_000.0  # float16 would make it infinite
+    data = record(features=f).encode("float16")
+    assert not data[5] & FLAG_HALF
+    np.testing.assert_array_equal(decode(data).features, f)
+    np.testing.assert_array_equal(wire_values(f, "float16"), f)
+    v2 = record(features=_sparse_features(), schema_version=2).encode("float16")
+    assert v2[4] == 2 and v2[5] == FLAG_SPARSE
+    np.testing.assert_array_equal(decode(v2).features, _sparse_features())
+    with pytest.raises(ValueError, match="precision"):
+        record().encode("float64")
+
+
+@pytest.mark.parametrize("mutate, reason", MALFORMED_HALF)
+def test_malformed_float16_records_are_rejected_with_a_reason(mutate, reason):
+    data = record(features=_sparse_features()).encode("float16")
+    assert data[5] & FLAG_HALF
+    with pytest.raises(SchemaError) as e:
+        decode(mutate(data))
+    assert e.value.reason == reason

@@ -120,7 +120,7 @@ class CameraWorker:
                 rec = FrameFeatures(
                     self.camera_id, frame_index, s.ts_ms, s.gray.shape[1], s.gray.shape[0], feats, flags
                 )
-                value = rec.encode()
+                value = rec.encode(self.cfg.edge.wire_precision)
                 st.add_time("encode", time.thread_time() - t0)
                 frame_index += 1
                 if self._offer((value, rec.ts_ms, flags), block_s):

@@ -16,7 +16,7 @@ from edge_fakes import FakeProducer
 from vad.config import load_config
 from vad.edge.clips import clip_features
 from vad.edge.producer import run_cameras
-from vad.schema import decode
+from vad.schema import decode, wire_values
 
 _SERVER = """
 import asyncio, sys
@@ -86,7 +86,7 @@ def test_rtsp_stream_gives_the_file_features_and_reconnects_when_the_session_end
     # a wrong decode or feature path would match almost none. Seen in full `make test` runs on this
     # 2-core machine: 124 and 101 of 180 matched (57 and 79 extra), so the bound leaves room for a
     # slow server; the search looks 10 frames ahead so one skipped frame does not lose the alignment.
-    offline = clip_features(ped2 / "test" / "Test006.mp4", cfg.edge)
+    offline = [wire_values(g, cfg.edge.wire_precision) for g in clip_features(ped2 / "test" / "Test006.mp4", cfg.edge)]
     assert len(offline) == n
     matched, extra, j = 0, 0, 0
     for r in recs[: gaps[0]]:

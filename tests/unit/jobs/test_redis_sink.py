@@ -70,7 +70,8 @@ def _writer(monkeypatch, failures=0, attempts=3):
 
 
 def _batch(*ids):
-    return "\n".join(json.dumps({"event_id": i, "seq": 1, "camera_id": "c", "phase": "open", "ts_ms": 1}) for i in ids)
+    events = [{"event_id": i, "seq": 1, "camera_id": "c", "phase": "open", "ts_ms": 1} for i in ids]
+    return [(e, json.dumps(e)) for e in events]
 
 
 def test_a_batch_of_events_is_one_write_and_leaves_as_one_record_each(monkeypatch):

@@ -98,7 +98,9 @@ def run(op, records, flush=True, batch=100):
     sides = [o for o in out if isinstance(o, tuple)]
     scores = [json.loads(line) for t, v in sides if t is SCORES for line in v.split("\n")]
     dead = [json.loads(v) for t, v in sides if t is DEAD_LETTER]
-    events = [json.loads(line) for o in out if isinstance(o, str) for line in o.split("\n")]
+    pairs = [p for o in out if isinstance(o, list) for p in o]
+    assert all(e == json.loads(line) for e, line in pairs)  # the writer stores the JSON, reads the dict
+    events = [json.loads(line) for _e, line in pairs]
     return scores, events, dead
 
 
@@ -188,7 +190,7 @@ def test_idle_timers_are_one_per_tick_and_close_a_silent_camera():
     assert not list(op.on_timer(min(timers), _Ctx(domain=TimeDomain.EVENT_TIME)))  # not idle yet
     tick = max(timers)
     assert tick >= last_ts + 5000
-    closed = [json.loads(x) for x in op.on_timer(tick, _Ctx(domain=TimeDomain.EVENT_TIME))]
+    closed = [json.loads(line) for x in op.on_timer(tick, _Ctx(domain=TimeDomain.EVENT_TIME)) for _e, line in x]
     assert [(e["phase"], e["close_reason"]) for e in closed] == [("close", "idle")]
 
 
