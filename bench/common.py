@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -207,18 +208,27 @@ def tree_cpu_s(root: int) -> float:
     return total
 
 
-class CpuSampler:
-    """Samples (wall ms, tree CPU s) of a job every 200 ms, to know the cores it used in a window."""
+def machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine since boot (every state in /proc/stat but idle and
+    iowait): on a shared 2-core box it tells how much of the CPU the job had to share."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, pid: int):
-        self.pid, self.samples = pid, []
+
+class CpuSampler:
+    """Samples (wall ms, CPU s) every 200 ms from `read` (a job's process tree: ``partial(tree_cpu_s,
+    pid)``; the machine: ``machine_cpu_s``), to know the cores used in a window."""
+
+    def __init__(self, read: Callable[[], float]):
+        self.read, self.samples = read, []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            self.samples.append((time.time() * 1000, tree_cpu_s(self.pid)))
+            self.samples.append((time.time() * 1000, self.read()))
 
     def stop(self) -> None:
         self._stop.set()

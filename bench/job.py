@@ -21,6 +21,7 @@ import pickle
 import sys
 import threading
 import time
+from functools import partial
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def throughput(tag: str, features: str, n: int, window: tuple[float, float], set
     cfg = c.config(env)
     ensure_topics(cfg.kafka)
     job = c.start_job(env, argv, f"job-{tag}")
-    cpu = c.CpuSampler(job.pid)
+    cpu = c.CpuSampler(partial(c.tree_cpu_s, job.pid))
     offsets = c.OffsetSampler(cfg, features)
     # One checkpoint interval (and a little) past the measured part, so its last commit is seen.
     run_ms = (warm_s + measure_s + 2) * 1000 + cfg.job.checkpoint_interval_ms
@@ -163,7 +164,9 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
     lat = Latency(cfg, c.camera_ids(CAMERAS), grids)
     prod = c.fast_producer(cfg, linger_ms=2)
     job = c.start_job(env, ["-m", "vad.cli", "run"], f"job-{tag}")
-    cpu = c.CpuSampler(job.pid)
+    cpu = c.CpuSampler(partial(c.tree_cpu_s, job.pid))
+    # The whole machine too: the load generator, the broker and the reader share its cores with the job.
+    machine = c.CpuSampler(c.machine_cpu_s)
     offsets = c.OffsetSampler(cfg, features)
     interval_s = cfg.job.checkpoint_interval_ms / 1000
     try:
@@ -198,6 +201,7 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
         lat.reader.join(timeout=10)
         offsets.stop()
         cpu.stop()
+        machine.stop()
         c.stop_job(job)
         prod.flush(10)
     vals = np.array([d for ts, d in lat.lat if start_ms <= ts <= end_ms])
@@ -208,6 +212,9 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
     cores = cpu.cores_between(start_ms, end_ms)
     if cores:
         out.update(job_cores=round(cores, 2), job_cpu_us_per_record=round(cores * 1e6 / rate))
+    busy = machine.cores_between(start_ms, end_ms)
+    if busy:
+        out["machine_cores"] = round(busy, 2)
     if vals.size:
         out.update({f"p{q}_ms": round(float(np.percentile(vals, q)), 1) for q in (50, 90, 99)})
         out["max_ms"] = round(float(vals.max()), 1)
@@ -307,7 +314,8 @@ NOTES = (
     "job with batch_size=1 (one ONNX call per record). Latency: frame ts_ms = wall clock at send; an "
     "event's latency is the receive time of a read_committed consumer of the events topic minus the "
     "ts_ms of the frame that caused it (OPEN, UPDATE, CLOSE by score; idle and gap closes excluded), "
-    "so it covers decode, batch scoring, detection, the Redis write and the Kafka sink. "
+    "so it covers decode, batch scoring, detection, the Redis write and the Kafka sink; machine_cores "
+    "is the whole machine's busy CPU over the measured part (load generator, broker and reader included). "
     "state_bytes_per_camera: pickled ScoreAndDetect camera entry (last frame, T-1 grids, detector state "
     "with an open event); checkpoint_bytes_per_camera: last exactly-once checkpoint folder / cameras. "
     "The machine is shared: compare ratios within one run."
