@@ -208,10 +208,10 @@ def tree_cpu_s(root: int) -> float:
     return total
 
 
-def machine_cpu_s() -> float:
+def machine_cpu_s(stat: str = "/proc/stat") -> float:
     """Busy CPU seconds of the whole machine since boot (every state in /proc/stat but idle and
     iowait): on a shared 2-core box it tells how much of the CPU the job had to share."""
-    with open("/proc/stat") as f:
+    with open(stat) as f:
         ticks = [int(x) for x in f.readline().split()[1:]]
     return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -16,6 +17,14 @@ def test_machine_cpu_counts_this_process_burning_cpu():
         pass
     # Every busy second of this process is a busy second of the machine (others only add to it).
     assert c.machine_cpu_s() - before >= 0.25
+
+
+def test_machine_cpu_counts_busy_states_not_idle_or_iowait(tmp_path):
+    # user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user already)
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 20 30 1000 50 5 6 7 40 0\ncpu0 1 2 3 4 5 6 7 8 9 0\n")
+    tick = os.sysconf("SC_CLK_TCK")
+    assert c.machine_cpu_s(str(stat)) == pytest.approx((100 + 20 + 30 + 5 + 6 + 7) / tick)
 
 
 def test_sampler_reads_cores_between_two_times_from_its_reader():
