@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import common as c
-from bench.job import _rate
+from bench.job import _rate, summarise
 
 
 class OneCore:
@@ -56,3 +56,38 @@ def test_commits_are_the_points_where_the_offset_moves():
     assert s.commits() == [(400, 50), (800, 120)]
     assert s.first_commit_ms() == 400
     assert s.last == 120
+
+
+def run_at(cpu_rate: float, wall_rate: float) -> dict:
+    return {"records_per_cpu_s": cpu_rate, "records_per_s": wall_rate}
+
+
+def test_goal_keys_are_the_means_of_the_two_runs_of_each_job():
+    tp = {
+        "default": run_at(24_000, 23_000),
+        "per_record_map": run_at(5_000, 4_900),
+        "passthrough": run_at(99_000, 99_000),  # not part of either mean
+        "per_record_map_2": run_at(4_000, 3_900),
+        "default_2": run_at(20_000, 19_000),
+    }
+    s = summarise(tp)
+    assert s["job_records_per_s_per_core"] == 22_000
+    assert s["job_records_per_s"] == 21_000
+    # A drift that slowed both second runs cancels: 22,000 / 4,500, not 24,000 / 5,000 or 20,000 / 4,000.
+    assert s["job_vs_per_record_ratio"] == pytest.approx(22_000 / 4_500, abs=0.01)
+    assert s["job_vs_per_record_ratio_wall"] == pytest.approx(21_000 / 4_400, abs=0.01)
+
+
+def test_a_run_without_a_rate_leaves_the_mean_to_the_other():
+    tp = {
+        "default": run_at(24_000, 23_000),
+        "per_record_map": {"error": "fewer than two checkpoints committed offsets"},
+        "per_record_map_2": run_at(4_000, 3_900),
+        "default_2": run_at(20_000, 19_000),
+    }
+    assert summarise(tp)["job_vs_per_record_ratio"] == pytest.approx(22_000 / 4_000, abs=0.01)
+
+
+def test_no_goal_keys_without_a_per_record_rate():
+    tp = {"default": run_at(24_000, 23_000), "per_record_map": {"error": "x"}, "default_2": run_at(20_000, 19_000)}
+    assert summarise(tp) == {}
