@@ -99,7 +99,7 @@ def record(cam: str, idx: int, ts_ms: int, grid: np.ndarray) -> bytes:
 class Records:
     """The simulated cameras' records from a fixed set of grids, each grid encoded once.
 
-    Encoding a record costs ~25-35 us of Python here; at 12,000 records/s that is ~0.4 of one of
+    Encoding a record costs 26-36 us of Python here; at 12,000 records/s that is ~0.4 of one of
     the machine's two cores, taken from the job under test (in a deployment the cameras' producers
     run at the edge). The grids repeat, so each one's features are encoded once with the schema's
     own encoder and a record is its header repacked with the camera, frame and time, plus the
@@ -185,11 +185,12 @@ def fast_consumer(cfg: Config, topic: str) -> Consumer:
 def _produce_part(cfg: Config, cams: list[str], offset: int, frames: int, grids: np.ndarray, t0_ms: int) -> None:
     prod = fast_producer(cfg, linger_ms=50)
     recs = Records(grids)
+    ids = [(c, cam, cam.encode()) for c, cam in enumerate(cams, offset)]
     try:
         for f in range(frames):
             ts = t0_ms + f * 100
-            for c, cam in enumerate(cams, offset):
-                send(prod, cfg.kafka.topics.features, cam, recs.make(cam.encode(), f, ts, (f + 7 * c) % len(recs)), ts)
+            for c, cam, cam_bytes in ids:
+                send(prod, cfg.kafka.topics.features, cam, recs.make(cam_bytes, f, ts, (f + 7 * c) % len(recs)), ts)
             prod.poll(0)
     finally:
         if prod.flush(120):
@@ -199,7 +200,8 @@ def _produce_part(cfg: Config, cams: list[str], offset: int, frames: int, grids:
 def produce_burst(cfg: Config, cameras: int, frames: int, grids: np.ndarray, t0_ms: int, procs: int = 2) -> int:
     """cameras x frames records, frame-major (every camera's frame i before frame i+1), 10 fps of
     event time; cameras start at different clip offsets so each batch mixes real motion values.
-    Two producer processes, since one kafka-python producer is the bottleneck here."""
+    Two producer processes, each with its share of the cameras (chosen when every record was
+    encoded in Python; with ``Records`` one process may do, not measured)."""
     cams = camera_ids(cameras)
     step = -(-cameras // procs)
     ctx = mp.get_context("fork")
