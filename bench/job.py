@@ -290,7 +290,7 @@ def run(quick: bool = False) -> dict:
         per_record = ({**base, "VAD_JOB__BATCH_SIZE": "1"}, job)
         # The job as deployed (its defaults) and the per-record map (one ONNX call per record), in
         # the order A B ... B A: the machine's speed drifts over minutes here (runs of one job
-        # differed by up to ~25 %), and a steady drift cancels between the two means. Between them,
+        # differed by up to a third), and a steady drift cancels between the two means. Between them,
         # what the optional per-frame scores topic costs and the pass-through floor (Kafka -> one
         # Python map -> Kafka, no state, no model).
         runs = {"default": (base, job), "per_record_map": per_record}
