@@ -70,6 +70,10 @@ def flink_configuration(cfg: Config) -> Configuration:
         "restart-strategy.exponential-delay.attempts-before-reset-backoff": "10",
         "pipeline.name": "vad-anomaly-detection",
     }
+    if j.local_rest_port:
+        # For a local run's mini-cluster, on loopback (a cluster keeps its own REST settings).
+        settings["rest.bind-address"] = "127.0.0.1"
+        settings["rest.port"] = str(j.local_rest_port)
     if j.restore_from:
         settings["execution.state-recovery.path"] = cfg.resolve_uri(j.restore_from)
     for k, v in settings.items():

@@ -30,6 +30,7 @@ from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext, TimeDomain
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+from jobs.operators.beam_sampler import disable_sampling_thread
 from jobs.operators.metrics import vad_metrics
 from jobs.operators.records import dead_letter, unpack_batch
 from models.card import ModelCard, card_path
@@ -66,14 +67,27 @@ class ScoreAndDetect(KeyedProcessFunction):
     """a batch of raw records, keyed by shard -> [(event, event JSON)] (side outputs: dead letters,
     frame scores)."""
 
-    def __init__(self, model_path: str, detect: DetectConfig, idle_close_ms: int, ttl_s: int, emit_scores: bool):
+    def __init__(
+        self,
+        model_path: str,
+        detect: DetectConfig,
+        idle_close_ms: int,
+        ttl_s: int,
+        emit_scores: bool,
+        beam_sampling_thread: bool = True,
+    ):
         self.model_path = model_path
         self.detect = detect
         self.idle_close_ms = idle_close_ms
         self.ttl_s = ttl_s
         self.emit_scores = emit_scores
+        self.beam_sampling_thread = beam_sampling_thread
 
     def open(self, runtime_context: RuntimeContext):
+        if not self.beam_sampling_thread:
+            # For the whole worker process, before its first bundle (open runs while the worker
+            # builds the operators that bundle will run).
+            disable_sampling_thread()
         thr, version, self.window, self.grid = resolve_threshold(self.detect, Path(self.model_path))
         self.detector = EpisodeDetector(self.detect, thr, version)
         self.scorer = OnnxScorer(Path(self.model_path))

@@ -44,3 +44,14 @@ def test_the_source_batches_its_fetches_within_a_latency_bound():
     assert props["security.protocol"] == "SSL"  # the connection settings are still there
     props = source_properties(load_config(env={"VAD_JOB__SOURCE_FETCH_MAX_WAIT_MS": "5"}))
     assert props["fetch.max.wait.ms"] == "5"
+
+
+def test_a_local_runs_rest_port_is_set_on_loopback_only_when_asked():
+    from jobs.runtime import flink_configuration
+
+    conf = flink_configuration(load_config(env={})).to_dict()
+    assert "rest.port" not in conf and "rest.bind-address" not in conf
+    conf = flink_configuration(load_config(env={"VAD_JOB__LOCAL_REST_PORT": "18081"})).to_dict()
+    assert conf["rest.port"] == "18081" and conf["rest.bind-address"] == "127.0.0.1"
+    with pytest.raises(Exception, match="local_rest_port"):
+        load_config(env={"VAD_JOB__LOCAL_REST_PORT": "70000"})

@@ -202,3 +202,18 @@ def test_region_mask_applies_per_camera(masked):
     op = operator(cameras=cams)
     _, events, _ = run(op, [rec("a", i, 50.0) for i in range(3)])
     assert (events == []) is masked
+
+
+def test_opening_without_the_beam_sampler_thread_takes_it_out_of_the_worker():
+    from apache_beam.runners.worker import statesampler
+
+    from jobs.operators.beam_sampler import _start, restore_sampling_thread
+
+    cfg = DetectConfig(threshold=1.0)
+    try:
+        ScoreAndDetect(MODEL, cfg, 5000, 3600, emit_scores=False).open(_Runtime())
+        assert statesampler.StateSampler.start is not _start
+        ScoreAndDetect(MODEL, cfg, 5000, 3600, emit_scores=False, beam_sampling_thread=False).open(_Runtime())
+        assert statesampler.StateSampler.start is _start
+    finally:
+        restore_sampling_thread()

@@ -1,0 +1,86 @@
+"""The operators' metrics reach Flink's metric system from the Python worker, read from the local
+cluster's REST API (`job.local_rest_port`) while the job runs: records in, windows scored, batches
+and their sizes, events opened, written to Redis. They travel with each bundle's results, through
+the step scopes of Beam's state sampler, which the job runs without its sampling thread
+(jobs/operators/beam_sampler.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+import urllib.request
+
+from vad.config import load_config
+from vad.kafka_clients import ensure_topics
+
+CAMERA = "metrics-cam"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _vad_metrics(base: str) -> dict[str, str]:
+    """Every `vad` metric of the running job, by name without its subtask and operator prefix."""
+    out = {}
+    for job in _get(f"{base}/jobs")["jobs"]:
+        if job["status"] != "RUNNING":
+            continue
+        for v in _get(f"{base}/jobs/{job['id']}")["vertices"]:
+            url = f"{base}/jobs/{job['id']}/vertices/{v['id']}/metrics"
+            names = [m["id"] for m in _get(url) if ".vad." in m["id"]]
+            if names:
+                for m in _get(f"{url}?get={','.join(names)}"):
+                    out[m["id"].split(".vad.", 1)[1]] = m["value"]
+    return out
+
+
+def _count(distribution: str) -> int:
+    return int(re.search(r"count=(\d+)", distribution).group(1))
+
+
+def test_operator_metrics_reach_flink(stack_env, ped2, produce, jobs):
+    port = _free_port()
+    env = {
+        **os.environ,
+        **stack_env,
+        "VAD_KAFKA__TOPICS__FEATURES": "metrics.features",
+        "VAD_KAFKA__TOPICS__EVENTS": "metrics.events",
+        "VAD_KAFKA__TOPICS__DEAD_LETTER": "metrics.dlq",
+        "VAD_KAFKA__TOPICS__SCORES": "metrics.scores",
+        "VAD_KAFKA__GROUP_ID": "metrics-job",
+        "VAD_REDIS__KEY_PREFIX": "metrics",
+        "VAD_JOB__LOCAL_REST_PORT": str(port),
+    }
+    ensure_topics(load_config(env=env).kafka)
+    sent = produce(env, {CAMERA: ped2 / "test" / "Test004.mp4"})[CAMERA]  # anomalous from frame 31
+    job = jobs.start(env)
+    base, seen = f"http://127.0.0.1:{port}", {}
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and int(seen.get("windows_scored", 0)) < sent:
+            assert job.poll() is None, "the job died"
+            time.sleep(2)
+            try:
+                seen = _vad_metrics(base)
+            except OSError:  # the cluster's REST endpoint is not up yet
+                continue
+    finally:
+        jobs.kill(job)
+    assert int(seen["records_in"]) == sent and int(seen["windows_scored"]) == sent, seen
+    batches = int(seen["batches"])
+    assert 0 < batches <= sent and _count(seen["batch_size"]) == batches
+    assert _count(seen["inference_us"]) == batches and _count(seen["frame_score_x1000"]) == sent
+    assert int(seen["vad_events_opened"]) >= 1 and int(seen["redis_events_written"]) >= 1
+    # A Python metric reaches Flink with its first update: no dead letters, no such metric.
+    assert int(seen.get("vad_dead_letters", 0)) == 0 and int(seen.get("late_or_duplicate_frames", 0)) == 0
