@@ -74,7 +74,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         idle_close_ms: int,
         ttl_s: int,
         emit_scores: bool,
-        beam_sampling_thread: bool = True,
+        beam_sampling_thread: bool = True,  # Beam's default; the job passes job.beam_sampling_thread
     ):
         self.model_path = model_path
         self.detect = detect

@@ -43,7 +43,7 @@ def _stop(self) -> None:
 def disable_sampling_thread() -> bool:
     """Starts and joins no sampler thread per bundle from now on, in this process. True when in
     place; False, and a warning, for a Beam whose sampler does not look like the one this was
-    written for (apache-beam 2.61, which apache-flink 2.2.1 requires): it is then left as it is."""
+    written for (apache-beam 2.61.0, pinned in requirements.txt): it is then left as it is."""
     global _original
     cls = statesampler.StateSampler
     if cls.__dict__.get("start") is _start:
