@@ -10,6 +10,7 @@ from pathlib import Path
 from pyflink.common import Configuration
 
 from vad.config import REPO_ROOT, Config
+from vad.stack import state_dir
 
 CONNECTOR_DIR = REPO_ROOT / ".cache" / "jars" / "flink"
 
@@ -34,10 +35,15 @@ def local_run_options(cfg: Config) -> None:
     """Settings of a local run that PyFlink takes from the environment, so call this before anything
     else. JVM flags: its gateway reads JVM_ARGS when it launches the JVM, before the first Java object
     exists. The Python worker: as its own process (as on a cluster) or inside this client process.
-    What the user set in the environment wins."""
+    The JVM's log: in the stack's state folder (``log/flink-*-python-*.log``) rather than PyFlink's
+    default, inside the installed package. What the user set in the environment wins."""
     if cfg.job.local_jvm_options and "JVM_ARGS" not in os.environ:
         os.environ["JVM_ARGS"] = cfg.job.local_jvm_options
     os.environ.setdefault(PYTHON_WORKER_MODE_ENV, cfg.job.local_python_worker)
+    if "FLINK_LOG_DIR" not in os.environ:
+        log_dir = state_dir(cfg) / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["FLINK_LOG_DIR"] = str(log_dir)
 
 
 def flink_configuration(cfg: Config) -> Configuration:
@@ -65,9 +71,10 @@ def flink_configuration(cfg: Config) -> Configuration:
         "execution.checkpointing.num-retained": "3",
         "state.backend.type": j.state_backend,
         "restart-strategy.type": "exponential-delay",
-        "restart-strategy.exponential-delay.initial-backoff": "1 s",
-        "restart-strategy.exponential-delay.max-backoff": "30 s",
-        "restart-strategy.exponential-delay.attempts-before-reset-backoff": "10",
+        "restart-strategy.exponential-delay.initial-backoff": f"{j.restart_initial_backoff_ms} ms",
+        "restart-strategy.exponential-delay.max-backoff": f"{j.restart_max_backoff_ms} ms",
+        # Not a count before the backoff resets (as its name reads) but before the job fails.
+        "restart-strategy.exponential-delay.attempts-before-reset-backoff": str(j.restart_attempts or 2**31 - 1),
         "pipeline.name": "vad-anomaly-detection",
     }
     if j.local_rest_port:

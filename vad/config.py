@@ -285,14 +285,23 @@ class JobConfig(_Strict):
     # bundle's end, 5.2 ms a bundle on average at 9,000 records/s (p99 21.6), while the JVM waits;
     # its per-step timings are dropped by PyFlink unread (jobs/operators/beam_sampler.py).
     beam_sampling_thread: bool = Field(False, description="Beam's per-bundle sampler thread in the Python worker")
+    # After a failure (Redis or Kafka away, a TaskManager lost) the job restarts from its last
+    # checkpoint, the delay growing from the initial to the max backoff. A cap of N fails the job
+    # for good after N failures in a row (the count resets after an hour without one): with 10,
+    # a 2-minute Redis outage did (README). By default it retries for as long as the outage lasts.
+    restart_attempts: int = Field(0, ge=0, le=1_000_000, description="failures in a row before giving up; 0: never")
+    restart_initial_backoff_ms: int = Field(1000, ge=10, le=600_000)
+    restart_max_backoff_ms: int = Field(30_000, ge=10, le=3_600_000)
 
     @model_validator(mode="after")
-    def _enough_shards(self) -> JobConfig:
+    def _consistent(self) -> JobConfig:
         if self.score_shards is not None and self.score_shards < self.parallelism:
             raise ValueError(
                 f"score_shards ({self.score_shards}) is below parallelism ({self.parallelism}): "
                 "subtasks without a shard would get no records"
             )
+        if self.restart_max_backoff_ms < self.restart_initial_backoff_ms:
+            raise ValueError("restart_max_backoff_ms is below restart_initial_backoff_ms")
         return self
 
     @property

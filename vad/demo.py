@@ -38,6 +38,8 @@ def run_demo(cfg: Config, config_path: str | None) -> int:
     env = dict(os.environ)
     state = REPO_ROOT / ".cache" / "demo" / "stack"
     env.update({"VAD_STACK__STATE_DIR": str(state), "VAD_JOB__BOUNDED": "true", "VAD_JOB__EMIT_SCORES": "true"})
+    # On its own fresh stack a failure is a fault to report, not an outage to wait out.
+    env.setdefault("VAD_JOB__RESTART_ATTEMPTS", "3")
     shutil.rmtree(state, ignore_errors=True)  # a fresh broker: the demo's topics hold only this run
     cfg = cfg.model_copy(update={"stack": cfg.stack.model_copy(update={"state_dir": state})})
     vad = [sys.executable, "-m", "vad.cli"] + (["--config", config_path] if config_path else [])
@@ -60,7 +62,7 @@ def run_demo(cfg: Config, config_path: str | None) -> int:
         print("running the Flink job on the local mini-cluster (bounded: stops at the end of the input)", flush=True)
         job = subprocess.run([*vad, "run"], env=env, timeout=900)
         if job.returncode:
-            print("the job failed", file=sys.stderr)
+            print(f"the job failed; its log is in {state / 'log'}", file=sys.stderr)
             return 1
         kafka_events = read_kafka_events(cfg, timeout_s=10)
         redis_events = read_redis_events(cfg)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,16 +48,20 @@ def produce_clips(env: dict[str, str], sources: dict[str, Path], timeout: float 
     return sent
 
 
-def start_job(env: dict[str, str]) -> subprocess.Popen:
-    """`vad run` in its own process group: its JVM and Python workers share it, so one kill stops all."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "vad.cli", "run"],
-        env={**os.environ, **env},
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def start_job(env: dict[str, str], logs: Path) -> subprocess.Popen:
+    """`vad run` in its own process group: its JVM and Python workers share it, so one kill stops all.
+    Its output and its JVM's log go to `logs` (by default every local job writes one log file that
+    the next job overwrites, so a failed test's job log would be gone)."""
+    logs.mkdir(parents=True)
+    with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "vad.cli", "run"],
+            env={**os.environ, **env, "FLINK_LOG_DIR": str(logs)},
+            cwd=REPO,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
 
 
 def kill_job(job: subprocess.Popen) -> None:
@@ -65,14 +71,79 @@ def kill_job(job: subprocess.Popen) -> None:
     job.wait(timeout=60)
 
 
+def tail(path: Path, n: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except FileNotFoundError:
+        return ""
+
+
 class Jobs:
-    start = staticmethod(start_job)
+    """Starts `vad run` jobs, each with a log folder of its own under `root` (kept by pytest)."""
+
     kill = staticmethod(kill_job)
+
+    def __init__(self, root: Path):
+        self.root, self.folders = root, {}
+
+    def start(self, env: dict[str, str]) -> subprocess.Popen:
+        folder = self.root / f"job-{len(self.folders) + 1}"
+        job = start_job(env, folder)
+        self.folders[job.pid] = folder
+        return job
+
+    def logs(self, job: subprocess.Popen) -> str:
+        """For an assertion's message: where the job's logs are and how its stderr and JVM log end."""
+        folder = self.folders[job.pid]
+        parts = [f"job logs in {folder}", "--- stderr", tail(folder / "stderr")]
+        for f in sorted(folder.glob("flink-*.log")):
+            parts += [f"--- {f.name}", tail(f)]
+        return "\n".join(parts)
 
 
 @pytest.fixture(scope="session")
-def jobs() -> Jobs:
-    return Jobs()
+def jobs(tmp_path_factory) -> Jobs:
+    return Jobs(tmp_path_factory.mktemp("jobs"))
+
+
+class LocalRest:
+    """A local job's Flink REST API on a free loopback port (`job.local_rest_port`), read directly,
+    not through a proxy taken from the environment."""
+
+    _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def __init__(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str):
+        with self._http.open(self.base + path, timeout=5) as r:
+            return json.loads(r.read())
+
+    def job_id(self) -> str | None:
+        """The job's id once the mini-cluster answers (it runs one job), else None."""
+        try:
+            return next((j["id"] for j in self.get("/jobs")["jobs"]), None)
+        except OSError:  # not up yet
+            return None
+
+    def job_metric(self, name: str) -> str | None:
+        """A job-level metric (numRestarts, ...) of the job, None until it is there."""
+        job_id = self.job_id()
+        if job_id is None:
+            return None
+        try:
+            values = self.get(f"/jobs/{job_id}/metrics?get={name}")
+        except OSError:
+            return None
+        return values[0]["value"] if values else None
+
+
+@pytest.fixture
+def local_rest() -> LocalRest:
+    return LocalRest()
 
 
 @pytest.fixture(scope="session")

@@ -58,11 +58,11 @@ def _latest_checkpoint(root: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
-def _until_all_scored(job: subprocess.Popen, cfg, frames: int, timeout_s: float = 600) -> list[dict]:
+def _until_all_scored(jobs, job: subprocess.Popen, cfg, frames: int, timeout_s: float = 600) -> list[dict]:
     """Wait until every frame's score is committed, then until the events stop changing."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert job.poll() is None, "the job died"
+        assert job.poll() is None, f"the job died\n{jobs.logs(job)}"
         if len(read_kafka_events(cfg, timeout_s=3, topic=cfg.kafka.topics.scores)) >= frames:
             break
         time.sleep(1)
@@ -142,11 +142,11 @@ def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_en
             if read_redis_events(cfg) and _latest_checkpoint(tmp / "ckpt-rst"):
                 break
             time.sleep(0.2)
-        assert job.poll() is None, "the job died before it could be interrupted"
+        assert job.poll() is None, f"the job died before it could be interrupted\n{jobs.logs(job)}"
         tails.start()
         assert tails.halfway.wait(timeout=120), "the calm tails were not written in time"
         assert tails.error is None, tails.error
-        assert job.poll() is None, "the job died before it could be interrupted"
+        assert job.poll() is None, f"the job died before it could be interrupted\n{jobs.logs(job)}"
     finally:
         jobs.kill(job)
     scored_before_kill = len(read_kafka_events(cfg, timeout_s=3, topic=cfg.kafka.topics.scores))
@@ -156,7 +156,7 @@ def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_en
     chk = _latest_checkpoint(tmp / "ckpt-rst")
     resumed = jobs.start({**env, "VAD_JOB__RESTORE_FROM": str(chk)})
     try:
-        got = sorted(map(_key, _until_all_scored(resumed, cfg, frames)))
+        got = sorted(map(_key, _until_all_scored(jobs, resumed, cfg, frames)))
     finally:
         jobs.kill(resumed)
 
@@ -164,7 +164,7 @@ def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_en
     ref_cfg = load_config(env=_env(stack_env, "ref", tmp))
     ref = jobs.start(_env(stack_env, "ref", tmp))
     try:
-        want = sorted(map(_key, _until_all_scored(ref, ref_cfg, frames)))
+        want = sorted(map(_key, _until_all_scored(jobs, ref, ref_cfg, frames)))
     finally:
         jobs.kill(ref)
     assert want, "the reference run produced no events"

@@ -63,7 +63,7 @@ def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(stack_env, pe
     try:
         deadline, closed = time.monotonic() + 300, []
         while time.monotonic() < deadline and not closed:
-            assert job.poll() is None, "the job died"
+            assert job.poll() is None, f"the job died\n{jobs.logs(job)}"
             events = read_kafka_events(cfg, timeout_s=3)
             closed = [e for e in events if e["camera_id"] == SILENT and e["phase"] == "close"]
             time.sleep(1)

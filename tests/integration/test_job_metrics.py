@@ -6,12 +6,9 @@ the step scopes of Beam's state sampler, which the job runs without its sampling
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import time
-import urllib.request
 
 from vad.config import load_config
 from vad.kafka_clients import ensure_topics
@@ -19,28 +16,17 @@ from vad.kafka_clients import ensure_topics
 CAMERA = "metrics-cam"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def _vad_metrics(base: str) -> dict[str, str]:
+def _vad_metrics(rest) -> dict[str, str]:
     """Every `vad` metric of the running job, by name without its subtask and operator prefix."""
     out = {}
-    for job in _get(f"{base}/jobs")["jobs"]:
+    for job in rest.get("/jobs")["jobs"]:
         if job["status"] != "RUNNING":
             continue
-        for v in _get(f"{base}/jobs/{job['id']}")["vertices"]:
-            url = f"{base}/jobs/{job['id']}/vertices/{v['id']}/metrics"
-            names = [m["id"] for m in _get(url) if ".vad." in m["id"]]
+        for v in rest.get(f"/jobs/{job['id']}")["vertices"]:
+            path = f"/jobs/{job['id']}/vertices/{v['id']}/metrics"
+            names = [m["id"] for m in rest.get(path) if ".vad." in m["id"]]
             if names:
-                for m in _get(f"{url}?get={','.join(names)}"):
+                for m in rest.get(f"{path}?get={','.join(names)}"):
                     out[m["id"].split(".vad.", 1)[1]] = m["value"]
     return out
 
@@ -49,8 +35,7 @@ def _count(distribution: str) -> int:
     return int(re.search(r"count=(\d+)", distribution).group(1))
 
 
-def test_operator_metrics_reach_flink(stack_env, ped2, produce, jobs):
-    port = _free_port()
+def test_operator_metrics_reach_flink(stack_env, ped2, produce, jobs, local_rest):
     env = {
         **os.environ,
         **stack_env,
@@ -60,19 +45,19 @@ def test_operator_metrics_reach_flink(stack_env, ped2, produce, jobs):
         "VAD_KAFKA__TOPICS__SCORES": "metrics.scores",
         "VAD_KAFKA__GROUP_ID": "metrics-job",
         "VAD_REDIS__KEY_PREFIX": "metrics",
-        "VAD_JOB__LOCAL_REST_PORT": str(port),
+        "VAD_JOB__LOCAL_REST_PORT": str(local_rest.port),
     }
     ensure_topics(load_config(env=env).kafka)
     sent = produce(env, {CAMERA: ped2 / "test" / "Test004.mp4"})[CAMERA]  # anomalous from frame 31
     job = jobs.start(env)
-    base, seen = f"http://127.0.0.1:{port}", {}
+    seen = {}
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and int(seen.get("windows_scored", 0)) < sent:
-            assert job.poll() is None, "the job died"
+            assert job.poll() is None, f"the job died\n{jobs.logs(job)}"
             time.sleep(2)
             try:
-                seen = _vad_metrics(base)
+                seen = _vad_metrics(local_rest)
             except OSError:  # the cluster's REST endpoint is not up yet
                 continue
     finally:

@@ -1,5 +1,6 @@
 """Redis goes away while the job is writing events and comes back: nothing is lost, nothing is
-written twice (bounded retries, then a job restart from the last checkpoint and an idempotent replay)."""
+written twice (bounded retries, then a job restart from the last checkpoint and an idempotent replay).
+The outage lasts through more restarts than the job once allowed before it gave up for good (10)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from vad.consumer import read_kafka_events, read_redis_events
 from vad.kafka_clients import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
+RESTARTS = 10
 
 
-def test_events_survive_a_redis_outage(stack_env, ped2, produce, jobs):
+def test_events_survive_a_redis_outage(stack_env, ped2, produce, jobs, local_rest):
     env = {
         **os.environ,
         **stack_env,
@@ -30,6 +32,10 @@ def test_events_survive_a_redis_outage(stack_env, ped2, produce, jobs):
         "VAD_JOB__BOUNDED": "true",
         "VAD_JOB__EMIT_SCORES": "true",
         "VAD_JOB__CHECKPOINT_INTERVAL_MS": "1000",
+        # Short restart delays, so that many restarts fit in a short outage.
+        "VAD_JOB__RESTART_INITIAL_BACKOFF_MS": "200",
+        "VAD_JOB__RESTART_MAX_BACKOFF_MS": "1000",
+        "VAD_JOB__LOCAL_REST_PORT": str(local_rest.port),
     }
     cfg = load_config(env=env)
     ensure_topics(cfg.kafka)
@@ -41,15 +47,17 @@ def test_events_survive_a_redis_outage(stack_env, ped2, produce, jobs):
         time.sleep(0.2)
     job = jobs.start(env)
     try:
-        # Redis stays down until the job has scored frames (so events are waiting to be written),
-        # then a while longer than the writer's retries last.
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and job.poll() is None:
-            if read_kafka_events(cfg, timeout_s=2, topic=cfg.kafka.topics.scores):
-                break
-        time.sleep(15)
+        # Redis stays down until the job has scored frames (so events are waiting to be written)
+        # and has failed and restarted more than 10 times, then comes back.
+        deadline, restarts = time.monotonic() + 300, 0
+        while time.monotonic() < deadline and job.poll() is None and restarts <= RESTARTS:
+            time.sleep(1)
+            restarts = int(local_rest.job_metric("numRestarts") or 0)
+        assert job.poll() is None, f"the job gave up during the outage\n{jobs.logs(job)}"
+        assert restarts > RESTARTS, f"{restarts} restarts in 300 s"
+        assert read_kafka_events(cfg, timeout_s=5, topic=cfg.kafka.topics.scores), "nothing scored"
         assert stack.up(cfg)["redis"] == "started"
-        assert job.wait(timeout=600) == 0
+        assert job.wait(timeout=600) == 0, jobs.logs(job)
     finally:
         jobs.kill(job)
     kafka_events = read_kafka_events(cfg, timeout_s=20)

@@ -10,6 +10,7 @@ from vad.config import load_config
 def _clean_env(monkeypatch):
     monkeypatch.delenv("JVM_ARGS", raising=False)
     monkeypatch.delenv(PYTHON_WORKER_MODE_ENV, raising=False)
+    monkeypatch.delenv("FLINK_LOG_DIR", raising=False)
 
 
 def test_local_jvm_options_go_to_the_gateway_unless_the_user_set_jvm_args(monkeypatch):
@@ -36,6 +37,15 @@ def test_a_local_run_starts_its_python_worker_as_a_process_unless_told_otherwise
         load_config(env={"VAD_JOB__LOCAL_PYTHON_WORKER": "thread"})
 
 
+def test_a_local_run_logs_to_the_stack_state_folder_unless_told_otherwise(monkeypatch, tmp_path):
+    local_run_options(load_config(env={"VAD_STACK__STATE_DIR": str(tmp_path / "st")}))
+    assert os.environ["FLINK_LOG_DIR"] == str((tmp_path / "st" / "log").resolve())
+    assert (tmp_path / "st" / "log").is_dir()
+    monkeypatch.setenv("FLINK_LOG_DIR", str(tmp_path / "mine"))
+    local_run_options(load_config(env={"VAD_STACK__STATE_DIR": str(tmp_path / "st")}))
+    assert os.environ["FLINK_LOG_DIR"] == str(tmp_path / "mine")
+
+
 def test_the_source_batches_its_fetches_within_a_latency_bound():
     from jobs.anomaly_job import source_properties
 
@@ -55,3 +65,18 @@ def test_a_local_runs_rest_port_is_set_on_loopback_only_when_asked():
     assert conf["rest.port"] == "18081" and conf["rest.bind-address"] == "127.0.0.1"
     with pytest.raises(Exception, match="local_rest_port"):
         load_config(env={"VAD_JOB__LOCAL_REST_PORT": "70000"})
+
+
+def test_the_job_restarts_for_as_long_as_a_failure_lasts_unless_capped():
+    from jobs.runtime import flink_configuration
+
+    key = "restart-strategy.exponential-delay."
+    conf = flink_configuration(load_config(env={})).to_dict()
+    # Flink's own default for this strategy: a cap would fail the job after so many failures in a row.
+    assert conf[key + "attempts-before-reset-backoff"] == str(2**31 - 1)
+    assert conf[key + "initial-backoff"] == "1000 ms" and conf[key + "max-backoff"] == "30000 ms"
+    env = {"VAD_JOB__RESTART_ATTEMPTS": "5", "VAD_JOB__RESTART_INITIAL_BACKOFF_MS": "200"}
+    conf = flink_configuration(load_config(env=env)).to_dict()
+    assert conf[key + "attempts-before-reset-backoff"] == "5" and conf[key + "initial-backoff"] == "200 ms"
+    with pytest.raises(Exception, match=r"job.*restart_max_backoff_ms is below"):
+        load_config(env={"VAD_JOB__RESTART_MAX_BACKOFF_MS": "500"})
