@@ -36,11 +36,13 @@ def local_run_options(cfg: Config) -> None:
     else. JVM flags: its gateway reads JVM_ARGS when it launches the JVM, before the first Java object
     exists. The Python worker: as its own process (as on a cluster) or inside this client process.
     The JVM's log: in the stack's state folder (``log/flink-*-python-*.log``) rather than PyFlink's
-    default, inside the installed package. What the user set in the environment wins."""
+    default, inside the installed package; not when a JVM runs this already (``flink run``,
+    PythonDriver on Kubernetes: PYFLINK_GATEWAY_PORT is set), whose log is its own. What the user
+    set in the environment wins."""
     if cfg.job.local_jvm_options and "JVM_ARGS" not in os.environ:
         os.environ["JVM_ARGS"] = cfg.job.local_jvm_options
     os.environ.setdefault(PYTHON_WORKER_MODE_ENV, cfg.job.local_python_worker)
-    if "FLINK_LOG_DIR" not in os.environ:
+    if "FLINK_LOG_DIR" not in os.environ and "PYFLINK_GATEWAY_PORT" not in os.environ:
         log_dir = state_dir(cfg) / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
         os.environ["FLINK_LOG_DIR"] = str(log_dir)

@@ -89,12 +89,12 @@ class Jobs:
     def start(self, env: dict[str, str]) -> subprocess.Popen:
         folder = self.root / f"job-{len(self.folders) + 1}"
         job = start_job(env, folder)
-        self.folders[job.pid] = folder
+        self.folders[job] = folder
         return job
 
     def logs(self, job: subprocess.Popen) -> str:
         """For an assertion's message: where the job's logs are and how its stderr and JVM log end."""
-        folder = self.folders[job.pid]
+        folder = self.folders[job]
         parts = [f"job logs in {folder}", "--- stderr", tail(folder / "stderr")]
         for f in sorted(folder.glob("flink-*.log")):
             parts += [f"--- {f.name}", tail(f)]

@@ -44,6 +44,11 @@ def test_a_local_run_logs_to_the_stack_state_folder_unless_told_otherwise(monkey
     monkeypatch.setenv("FLINK_LOG_DIR", str(tmp_path / "mine"))
     local_run_options(load_config(env={"VAD_STACK__STATE_DIR": str(tmp_path / "st")}))
     assert os.environ["FLINK_LOG_DIR"] == str(tmp_path / "mine")
+    # Run by `flink run` or PythonDriver: the JVM is there already, with its own log; nothing created.
+    monkeypatch.delenv("FLINK_LOG_DIR")
+    monkeypatch.setenv("PYFLINK_GATEWAY_PORT", "25333")
+    local_run_options(load_config(env={"VAD_STACK__STATE_DIR": str(tmp_path / "other")}))
+    assert "FLINK_LOG_DIR" not in os.environ and not (tmp_path / "other").exists()
 
 
 def test_the_source_batches_its_fetches_within_a_latency_bound():
