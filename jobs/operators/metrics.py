@@ -1,7 +1,13 @@
 """The job's metric group, or a stand-in when Python metrics are switched off.
 
 With ``python.metric.enabled: false`` PyFlink hands operators no metric group at all (None); the
-operators then count into no-op metrics, so their code is the same either way."""
+operators then count into no-op metrics, so their code is the same either way.
+
+A Python counter reaches Flink with the first bundle that updates it, and only then: a job without
+dead letters had no ``vad_dead_letters`` metric at all, rather than one at 0 (dashboards show no
+data; Prometheus's rate() and increase() miss the first count of a series that starts at 1). An
+operator therefore counts its counters once at 0 in its first element, inside a bundle, where
+Beam keeps the cell for every later bundle (``announce``)."""
 
 from __future__ import annotations
 
@@ -31,3 +37,10 @@ def vad_metrics(runtime_context: RuntimeContext):
     """The ``vad`` metric group of an operator (a no-op group when Python metrics are off)."""
     group = runtime_context.get_metrics_group()
     return _NoOpGroup() if group is None else group.add_group("vad")
+
+
+def announce(*counters) -> None:
+    """Count each counter once at 0, so Flink registers it before its first real count. Call it
+    while processing an element: outside a bundle the count goes to no operator's metrics."""
+    for c in counters:
+        c.inc(0)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from jobs.operators.metrics import vad_metrics
+from jobs.operators.metrics import announce, vad_metrics
 
 
 class _Runtime:
@@ -33,3 +33,18 @@ def test_no_op_metrics_when_python_metrics_are_off():
     g.add_group("x").counter("records_in").inc(3)
     g.distribution("batch_size").update(64)  # nothing to assert but that it does not raise
     assert g.counter("c").inc() is None
+
+
+class _Counter:
+    def __init__(self):
+        self.incs = []
+
+    def inc(self, n: int = 1):
+        self.incs.append(n)
+
+
+def test_announce_counts_each_counter_once_at_zero():
+    a, b = _Counter(), _Counter()
+    announce(a, b)
+    assert a.incs == [0] and b.incs == [0]
+    announce(vad_metrics(_Runtime(None)).counter("vad_dead_letters"))  # no-ops take it too
