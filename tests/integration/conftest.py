@@ -160,6 +160,9 @@ def stack_env(tmp_path_factory) -> dict[str, str]:
         "VAD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{PORTS['VAD_STACK__KAFKA_PORT']}",
         "VAD_REDIS__PORT": PORTS["VAD_STACK__REDIS_PORT"],
         "VAD_KAFKA__TOPICS__PARTITIONS": "2",
+        # A job that keeps failing ends after 5 restarts, so its test fails then, not at its deadline
+        # (a deployment restarts for as long as an outage lasts; the Redis-outage test does too).
+        "VAD_JOB__RESTART_ATTEMPTS": "5",
     }
     cfg = load_config(env=env)
     try:
