@@ -173,6 +173,27 @@ def stack_env(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def job_env(stack_env):
+    """The environment of a test's job: topics, a consumer group and a Redis key prefix named after
+    `name` (the tests share one broker and one Redis), reading `features` if given, over `base`
+    (default: this process's environment and the test stack's)."""
+
+    def make(name: str, features: str | None = None, base: dict | None = None, **extra: str) -> dict[str, str]:
+        return {
+            **({**os.environ, **stack_env} if base is None else base),
+            "VAD_KAFKA__TOPICS__FEATURES": features or f"{name}.features",
+            "VAD_KAFKA__TOPICS__EVENTS": f"{name}.events",
+            "VAD_KAFKA__TOPICS__DEAD_LETTER": f"{name}.dlq",
+            "VAD_KAFKA__TOPICS__SCORES": f"{name}.scores",
+            "VAD_KAFKA__GROUP_ID": f"{name}-job",
+            "VAD_REDIS__KEY_PREFIX": name,
+            **extra,
+        }
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def run_vad(stack_env):
     """Run the `vad` CLI in a subprocess against the test stack, bounded in time."""
 

@@ -38,22 +38,18 @@ def _cluster_env(stack_env: dict) -> dict:
     return {**stack_env, "VAD_CLUSTER__REST_ADDRESS": f"127.0.0.1:{REST_PORT}", "VAD_CLUSTER__RPC_PORT": str(RPC_PORT)}
 
 
-def _job_env(stack_env: dict, name: str, tmp: Path) -> dict:
+def _job_env(job_env, stack_env: dict, name: str, tmp: Path) -> dict:
     # Topics, group id and Redis prefix of our own: other tests share the broker and Redis.
-    return {
-        **_cluster_env(stack_env),
-        "VAD_KAFKA__TOPICS__FEATURES": FEATURES,
-        "VAD_KAFKA__TOPICS__EVENTS": f"cl.events.{name}",
-        "VAD_KAFKA__TOPICS__DEAD_LETTER": f"cl.dlq.{name}",
-        "VAD_KAFKA__TOPICS__SCORES": f"cl.scores.{name}",
-        "VAD_KAFKA__GROUP_ID": f"cl-{name}",
-        "VAD_REDIS__KEY_PREFIX": f"cl{name}",
-        "VAD_JOB__DELIVERY": "exactly_once",
-        "VAD_JOB__CHECKPOINT_INTERVAL_MS": "1000",
-        "VAD_JOB__CHECKPOINT_DIR": str(tmp / f"ckpt-{name}"),
-        "VAD_JOB__SAVEPOINT_DIR": str(tmp / "savepoints"),
-        "VAD_JOB__MODEL_PATH": str(tmp / "model" / "model.onnx"),
-    }
+    return job_env(
+        f"cl.{name}",
+        features=FEATURES,
+        base=_cluster_env(stack_env),
+        VAD_JOB__DELIVERY="exactly_once",
+        VAD_JOB__CHECKPOINT_INTERVAL_MS="1000",
+        VAD_JOB__CHECKPOINT_DIR=str(tmp / f"ckpt-{name}"),
+        VAD_JOB__SAVEPOINT_DIR=str(tmp / "savepoints"),
+        VAD_JOB__MODEL_PATH=str(tmp / "model" / "model.onnx"),
+    )
 
 
 def _camera_on(partition: int, partitions: int, tag: str) -> str:
@@ -110,7 +106,7 @@ def flink_cluster(stack_env, run_vad):
 
 
 def test_stop_with_savepoint_and_resume_gives_exactly_the_uninterrupted_events(
-    stack_env, run_vad, ped2, flink_cluster, tmp_path
+    stack_env, job_env, run_vad, ped2, flink_cluster, tmp_path
 ):
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -126,7 +122,7 @@ def test_stop_with_savepoint_and_resume_gives_exactly_the_uninterrupted_events(
     # A copy of the shipped model: every run of this test must score with the same one, even while
     # models/default is retrained (TaskManagers load the model when a job starts).
     shutil.copytree(REPO / "models" / "default", tmp_path / "model")
-    run_env, ref_env = _job_env(stack_env, "run", tmp_path), _job_env(stack_env, "ref", tmp_path)
+    run_env, ref_env = _job_env(job_env, stack_env, "run", tmp_path), _job_env(job_env, stack_env, "ref", tmp_path)
     run_cfg, ref_cfg = load_config(env=run_env), load_config(env=ref_env)
     for c in (run_cfg, ref_cfg):
         ensure_topics(c.kafka)

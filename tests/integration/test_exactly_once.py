@@ -5,7 +5,6 @@ so every episode closes on its score."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -30,27 +29,21 @@ def _key(e: dict) -> tuple:
     return (e["event_id"], e["seq"], e["phase"], e["start_frame"], e["end_frame"], e["peak_score"])
 
 
-def _env(stack_env: dict, name: str, tmp: Path, **extra: str) -> dict:
-    return {
-        **os.environ,
-        **stack_env,
-        "VAD_KAFKA__TOPICS__FEATURES": "eo.features",
-        "VAD_KAFKA__TOPICS__EVENTS": f"eo.events.{name}",
-        "VAD_KAFKA__TOPICS__DEAD_LETTER": f"eo.dlq.{name}",
-        "VAD_KAFKA__TOPICS__SCORES": f"eo.scores.{name}",
-        "VAD_KAFKA__GROUP_ID": f"eo-{name}",
-        "VAD_REDIS__KEY_PREFIX": f"eo{name}",
-        "VAD_JOB__DELIVERY": "exactly_once",
-        "VAD_JOB__EMIT_SCORES": "true",
-        "VAD_JOB__CHECKPOINT_INTERVAL_MS": "500",
-        "VAD_JOB__CHECKPOINT_DIR": str(tmp / f"ckpt-{name}"),
+def _env(job_env, name: str, tmp: Path, **extra: str) -> dict:
+    return job_env(
+        f"eo.{name}",
+        features="eo.features",
+        VAD_JOB__DELIVERY="exactly_once",
+        VAD_JOB__EMIT_SCORES="true",
+        VAD_JOB__CHECKPOINT_INTERVAL_MS="500",
+        VAD_JOB__CHECKPOINT_DIR=str(tmp / f"ckpt-{name}"),
         # Idle closes follow the watermark, which the source emits every 200 ms of processing time:
         # where a camera's records trail the others' event time in the topic (clips backfilled side
         # by side, calm tails one camera after another), whether its episode is closed as idle first
         # depends on that timing, in any two runs. Here every episode closes on its score instead.
-        "VAD_JOB__IDLE_TIMEOUT_MS": "600000",
+        VAD_JOB__IDLE_TIMEOUT_MS="600000",
         **extra,
-    }
+    )
 
 
 def _latest_checkpoint(root: Path) -> Path | None:
@@ -78,12 +71,12 @@ def _until_all_scored(jobs, job: subprocess.Popen, cfg, frames: int, timeout_s: 
 
 
 @pytest.fixture(scope="module")
-def produced(stack_env, ped2, produce, tmp_path_factory):
+def produced(job_env, ped2, produce, tmp_path_factory):
     """The clips, streamed side by side; the calm tails are written by the test, while a job runs."""
     tmp = tmp_path_factory.mktemp("eo")
     for name in ("ref", "rst"):
-        ensure_topics(load_config(env=_env(stack_env, name, tmp)).kafka)
-    env = _env(stack_env, "ref", tmp)
+        ensure_topics(load_config(env=_env(job_env, name, tmp)).kafka)
+    env = _env(job_env, "ref", tmp)
     # The cameras stream at the same time, so their event times overlap as live cameras' do.
     counts = produce(env, {cam: ped2 / "test" / f"{clip}.mp4" for cam, clip in CLIPS.items()})
     cfg = load_config(env=env)
@@ -127,10 +120,10 @@ class CalmTails(threading.Thread):
             self.halfway.set()
 
 
-def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_env, produced, jobs):
+def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(job_env, produced, jobs):
     tmp, counts, last_ts = produced
     frames = sum(counts.values()) + CALM_TAIL * len(counts)
-    env = _env(stack_env, "rst", tmp)
+    env = _env(job_env, "rst", tmp)
     cfg = load_config(env=env)
     tails = CalmTails(cfg, counts, last_ts)
     job = jobs.start(env)
@@ -161,8 +154,8 @@ def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(stack_en
         jobs.kill(resumed)
 
     # Reference: an uninterrupted run over the same topic, every record already there.
-    ref_cfg = load_config(env=_env(stack_env, "ref", tmp))
-    ref = jobs.start(_env(stack_env, "ref", tmp))
+    ref_cfg = load_config(env=_env(job_env, "ref", tmp))
+    ref = jobs.start(_env(job_env, "ref", tmp))
     try:
         want = sorted(map(_key, _until_all_scored(jobs, ref, ref_cfg, frames)))
     finally:

@@ -4,7 +4,6 @@ event time has moved past it — in an unbounded run, as in production."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -20,20 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 SILENT, BUSY = "idle-a", "idle-b"
 
 
-def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(stack_env, ped2, jobs):
+def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(job_env, ped2, jobs):
     # The two cameras must sit on different partitions of the 2-partition topic for idleness to matter.
     assert {(murmur2(c.encode()) & 0x7FFFFFFF) % 2 for c in (SILENT, BUSY)} == {0, 1}
-    env = {
-        **os.environ,
-        **stack_env,
-        "VAD_KAFKA__TOPICS__FEATURES": "idle.features",
-        "VAD_KAFKA__TOPICS__EVENTS": "idle.events",
-        "VAD_KAFKA__TOPICS__DEAD_LETTER": "idle.dlq",
-        "VAD_KAFKA__TOPICS__SCORES": "idle.scores",
-        "VAD_KAFKA__GROUP_ID": "idle-job",
-        "VAD_REDIS__KEY_PREFIX": "idle",
-        "VAD_JOB__IDLE_TIMEOUT_MS": "3000",
-    }
+    env = job_env("idle", VAD_JOB__IDLE_TIMEOUT_MS="3000")
     cfg = load_config(env=env)
     ensure_topics(cfg.kafka)
     clips = {SILENT: ("Test004", ["--limit", "70"]), BUSY: ("Test002", [])}  # Test004: anomalous from frame 31

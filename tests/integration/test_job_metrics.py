@@ -6,7 +6,6 @@ the step scopes of Beam's state sampler, which the job runs without its sampling
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
@@ -35,18 +34,8 @@ def _count(distribution: str) -> int:
     return int(re.search(r"count=(\d+)", distribution).group(1))
 
 
-def test_operator_metrics_reach_flink(stack_env, ped2, produce, jobs, local_rest):
-    env = {
-        **os.environ,
-        **stack_env,
-        "VAD_KAFKA__TOPICS__FEATURES": "metrics.features",
-        "VAD_KAFKA__TOPICS__EVENTS": "metrics.events",
-        "VAD_KAFKA__TOPICS__DEAD_LETTER": "metrics.dlq",
-        "VAD_KAFKA__TOPICS__SCORES": "metrics.scores",
-        "VAD_KAFKA__GROUP_ID": "metrics-job",
-        "VAD_REDIS__KEY_PREFIX": "metrics",
-        "VAD_JOB__LOCAL_REST_PORT": str(local_rest.port),
-    }
+def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest):
+    env = job_env("metrics", VAD_JOB__LOCAL_REST_PORT=str(local_rest.port))
     ensure_topics(load_config(env=env).kafka)
     sent = produce(env, {CAMERA: ped2 / "test" / "Test004.mp4"})[CAMERA]  # anomalous from frame 31
     job = jobs.start(env)

@@ -18,27 +18,20 @@ REPO = Path(__file__).resolve().parents[2]
 RESTARTS = 10
 
 
-def test_events_survive_a_redis_outage(stack_env, ped2, produce, jobs, local_rest):
-    env = {
-        **os.environ,
-        **stack_env,
-        "VAD_KAFKA__TOPICS__FEATURES": "ro.features",
-        "VAD_KAFKA__TOPICS__EVENTS": "ro.events",
-        "VAD_KAFKA__TOPICS__DEAD_LETTER": "ro.dlq",
-        "VAD_KAFKA__TOPICS__SCORES": "ro.scores",
-        "VAD_KAFKA__GROUP_ID": "ro-job",
-        "VAD_REDIS__KEY_PREFIX": "ro",
-        "VAD_REDIS__RETRY_ATTEMPTS": "4",
-        "VAD_JOB__BOUNDED": "true",
-        "VAD_JOB__EMIT_SCORES": "true",
-        "VAD_JOB__CHECKPOINT_INTERVAL_MS": "1000",
+def test_events_survive_a_redis_outage(job_env, ped2, produce, jobs, local_rest):
+    env = job_env(
+        "ro",
+        VAD_REDIS__RETRY_ATTEMPTS="4",
+        VAD_JOB__BOUNDED="true",
+        VAD_JOB__EMIT_SCORES="true",
+        VAD_JOB__CHECKPOINT_INTERVAL_MS="1000",
         # As deployed: restarts for as long as the outage lasts, here with short delays so that
         # many fit in a short outage.
-        "VAD_JOB__RESTART_ATTEMPTS": "0",
-        "VAD_JOB__RESTART_INITIAL_BACKOFF_MS": "200",
-        "VAD_JOB__RESTART_MAX_BACKOFF_MS": "1000",
-        "VAD_JOB__LOCAL_REST_PORT": str(local_rest.port),
-    }
+        VAD_JOB__RESTART_ATTEMPTS="0",
+        VAD_JOB__RESTART_INITIAL_BACKOFF_MS="200",
+        VAD_JOB__RESTART_MAX_BACKOFF_MS="1000",
+        VAD_JOB__LOCAL_REST_PORT=str(local_rest.port),
+    )
     cfg = load_config(env=env)
     ensure_topics(cfg.kafka)
     produce(env, {cam: ped2 / "test" / f"{clip}.mp4" for cam, clip in {"ro-a": "Test004", "ro-b": "Test002"}.items()})
