@@ -301,7 +301,8 @@ class JobConfig(_Strict):
                 "subtasks without a shard would get no records"
             )
         if self.restart_max_backoff_ms < self.restart_initial_backoff_ms:
-            raise ValueError("restart_max_backoff_ms is below restart_initial_backoff_ms")
+            m, i = self.restart_max_backoff_ms, self.restart_initial_backoff_ms
+            raise ValueError(f"restart_max_backoff_ms is below restart_initial_backoff_ms ({m} < {i})")
         return self
 
     @property

@@ -38,8 +38,9 @@ def run_demo(cfg: Config, config_path: str | None) -> int:
     env = dict(os.environ)
     state = REPO_ROOT / ".cache" / "demo" / "stack"
     env.update({"VAD_STACK__STATE_DIR": str(state), "VAD_JOB__BOUNDED": "true", "VAD_JOB__EMIT_SCORES": "true"})
-    # On its own fresh stack a failure is a fault to report, not an outage to wait out.
-    env.setdefault("VAD_JOB__RESTART_ATTEMPTS", "3")
+    # On its own fresh stack a failure is a fault to report, not an outage to wait out: 3 restarts
+    # unless the config or the environment caps them already.
+    env.setdefault("VAD_JOB__RESTART_ATTEMPTS", str(cfg.job.restart_attempts or 3))
     shutil.rmtree(state, ignore_errors=True)  # a fresh broker: the demo's topics hold only this run
     cfg = cfg.model_copy(update={"stack": cfg.stack.model_copy(update={"state_dir": state})})
     vad = [sys.executable, "-m", "vad.cli"] + (["--config", config_path] if config_path else [])
