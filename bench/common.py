@@ -241,12 +241,32 @@ def tree_cpu_s(root: int) -> float:
     return total
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads, not its children); 0 once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_ticks(stat: str) -> list[int]:
+    # user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user already)
+    with open(stat) as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
 def machine_cpu_s(stat: str = "/proc/stat") -> float:
     """Busy CPU seconds of the whole machine since boot (every state in /proc/stat but idle and
     iowait): on a shared 2-core box it tells how much of the CPU the job had to share."""
-    with open(stat) as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
+    ticks = _machine_ticks(stat)
     return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_steal_s(stat: str = "/proc/stat") -> float:
+    """CPU seconds the hypervisor gave to other guests while this one wanted them (part of
+    machine_cpu_s): the shared host's share, as opposed to what runs here."""
+    return _machine_ticks(stat)[7] / os.sysconf("SC_CLK_TCK")
 
 
 class CpuSampler:

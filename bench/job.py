@@ -22,11 +22,13 @@ import pickle
 import sys
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 
 from bench import common as c
+from vad import stack
 from vad.config import REPO_ROOT
 from vad.kafka_clients import ensure_topics
 
@@ -152,6 +154,17 @@ class Latency:
         return sent
 
 
+def _sharing_readers(cfg) -> dict[str, Callable[[], float]]:
+    """CPU-seconds readers of what shares the machine with a job under test (a service that is
+    not running is left out)."""
+    readers = {"load_generator_and_reader": partial(c.process_cpu_s, os.getpid()), "steal": c.machine_steal_s}
+    for svc in stack.services(cfg):
+        pid = svc.pid()
+        if pid is not None:
+            readers[svc.name] = partial(c.process_cpu_s, pid)
+    return readers
+
+
 def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndarray, extra: dict) -> dict:
     """The job with its defaults (no per-frame scores topic) paced at `rate`; latency of the events."""
     features = f"bench.{tag}.features"
@@ -162,8 +175,10 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
     prod = c.fast_producer(cfg, linger_ms=2)
     job = c.start_job(env, ["-m", "vad.cli", "run"], f"job-{tag}")
     cpu = c.CpuSampler(partial(c.tree_cpu_s, job.pid))
-    # The whole machine too: the load generator, the broker and the reader share its cores with the job.
+    # The whole machine too, and who shares its cores with the job: the broker, Redis, this process
+    # (the load generator, the events reader, the samplers) and the host's other guests (steal).
     machine = c.CpuSampler(c.machine_cpu_s)
+    sharing = {name: c.CpuSampler(read) for name, read in _sharing_readers(cfg).items()}
     offsets = c.OffsetSampler(cfg, features)
     interval_s = cfg.job.checkpoint_interval_ms / 1000
     try:
@@ -199,6 +214,8 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
         offsets.stop()
         cpu.stop()
         machine.stop()
+        for sampler in sharing.values():
+            sampler.stop()
         c.stop_job(job)
         prod.flush(10)
     vals = np.array([d for ts, d in lat.lat if start_ms <= ts <= end_ms])
@@ -212,6 +229,8 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
     busy = machine.cores_between(start_ms, end_ms)
     if busy:
         out["machine_cores"] = round(busy, 2)
+        split = {name: sampler.cores_between(start_ms, end_ms) for name, sampler in sharing.items()}
+        out["machine_cores_beside_job"] = {name: round(v, 2) for name, v in split.items() if v is not None}
     if vals.size:
         out.update({f"p{q}_ms": round(float(np.percentile(vals, q)), 1) for q in (50, 90, 99)})
         out["max_ms"] = round(float(vals.max()), 1)
@@ -337,7 +356,8 @@ NOTES = (
     "event's latency is the receive time of a read_committed consumer of the events topic minus the "
     "ts_ms of the frame that caused it (OPEN, UPDATE, CLOSE by score; idle and gap closes excluded), "
     "so it covers decode, batch scoring, detection, the Redis write and the Kafka sink; machine_cores "
-    "is the whole machine's busy CPU over the measured part (load generator, broker and reader included). "
+    "is the whole machine's busy CPU over the measured part (load generator, broker and reader included; "
+    "machine_cores_beside_job splits out the broker, Redis, this process and steal, the host's other guests). "
     "state_bytes_per_camera: pickled ScoreAndDetect camera entry (last frame, T-1 grids, detector state "
     "with an open event); checkpoint_bytes_per_camera: last exactly-once checkpoint folder / cameras. "
     "The machine is shared: compare ratios within one run."

@@ -44,3 +44,41 @@ def test_sampler_reads_cores_between_two_times_from_its_reader():
     expected = (s.samples[-1][1] - s.samples[1][1]) / ((t1 - t0) / 1000)
     assert s.cores_between(t0, t1) == pytest.approx(expected)
     assert s.cores_between(t1, t0) is None
+
+
+def test_steal_is_the_eighth_state_of_the_cpu_line(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 20 30 1000 50 5 6 7 40 0\n")
+    assert c.machine_steal_s(str(stat)) == pytest.approx(7 / os.sysconf("SC_CLK_TCK"))
+
+
+def test_process_cpu_counts_this_process_and_not_a_gone_one():
+    before = c.process_cpu_s(os.getpid())
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.3:  # bounded: 0.3 s of this process's CPU
+        pass
+    assert c.process_cpu_s(os.getpid()) - before >= 0.25
+    gone = os.fork()
+    if gone == 0:
+        os._exit(0)
+    os.waitpid(gone, 0)  # reaped: its /proc entry is gone
+    assert c.process_cpu_s(gone) == 0.0
+
+
+def test_sharing_readers_name_the_running_services_and_leave_out_the_others(tmp_path):
+    import subprocess
+
+    from bench.job import _sharing_readers
+
+    cfg = c.config({**c.STACK_ENV, "VAD_STACK__STATE_DIR": str(tmp_path)})
+    assert set(_sharing_readers(cfg)) == {"load_generator_and_reader", "steal"}
+    # A "broker" of this stack: a real process running in its state folder, with its pid file.
+    broker = subprocess.Popen(["sleep", "30"], cwd=tmp_path)
+    try:
+        (tmp_path / "kafka.pid").write_text(str(broker.pid))
+        readers = _sharing_readers(cfg)
+        assert set(readers) == {"load_generator_and_reader", "steal", "kafka"}
+        assert readers["kafka"]() >= 0.0
+    finally:
+        broker.kill()
+        broker.wait(timeout=10)
