@@ -218,21 +218,25 @@ def produce_burst(cfg: Config, cameras: int, frames: int, grids: np.ndarray, t0_
     return cameras * frames
 
 
+def _pid_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds of all its threads) of a process; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_s(root: int) -> float:
     """User + system CPU seconds of a process and all its live descendants (JVM, Python workers)."""
     children: dict[int, list[int]] = {}
     cpu: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        if not d.name.isdigit() or (st := _pid_stat(int(d.name))) is None:
             continue
         pid = int(d.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+        children.setdefault(st[0], []).append(pid)
+        cpu[pid] = st[1]
     total, todo = 0.0, [root]
     while todo:
         p = todo.pop()
@@ -243,11 +247,8 @@ def tree_cpu_s(root: int) -> float:
 
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of one process (all its threads, not its children); 0 once gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    st = _pid_stat(pid)
+    return st[1] if st else 0.0
 
 
 def _machine_ticks(stat: str) -> list[int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -58,16 +60,12 @@ def test_process_cpu_counts_this_process_and_not_a_gone_one():
     while time.process_time() - t0 < 0.3:  # bounded: 0.3 s of this process's CPU
         pass
     assert c.process_cpu_s(os.getpid()) - before >= 0.25
-    gone = os.fork()
-    if gone == 0:
-        os._exit(0)
-    os.waitpid(gone, 0)  # reaped: its /proc entry is gone
-    assert c.process_cpu_s(gone) == 0.0
+    gone = subprocess.Popen(["true"])
+    gone.wait(timeout=10)  # reaped: its /proc entry is gone
+    assert c.process_cpu_s(gone.pid) == 0.0
 
 
 def test_sharing_readers_name_the_running_services_and_leave_out_the_others(tmp_path):
-    import subprocess
-
     from bench.job import _sharing_readers
 
     cfg = c.config({**c.STACK_ENV, "VAD_STACK__STATE_DIR": str(tmp_path)})
@@ -82,3 +80,17 @@ def test_sharing_readers_name_the_running_services_and_leave_out_the_others(tmp_
     finally:
         broker.kill()
         broker.wait(timeout=10)
+
+
+def test_tree_cpu_counts_a_live_child_that_process_cpu_leaves_out():
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        deadline = time.monotonic() + 20  # bounded: the child burns 0.3 s of CPU, then sleeps
+        while c.process_cpu_s(child.pid) < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        own = c.process_cpu_s(os.getpid())
+        assert c.tree_cpu_s(os.getpid()) - own >= 0.25
+    finally:
+        child.kill()
+        child.wait(timeout=10)
