@@ -11,6 +11,9 @@ import pytest
 
 from bench import common as c
 
+# A child that burns 0.3 s of CPU, then sleeps (killed by its test).
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass\ntime.sleep(30)"
+
 
 def test_machine_cpu_counts_this_process_burning_cpu():
     before = c.machine_cpu_s()
@@ -70,21 +73,25 @@ def test_sharing_readers_name_the_running_services_and_leave_out_the_others(tmp_
 
     cfg = c.config({**c.STACK_ENV, "VAD_STACK__STATE_DIR": str(tmp_path)})
     assert set(_sharing_readers(cfg)) == {"load_generator_and_reader", "steal"}
-    # A "broker" of this stack: a real process running in its state folder, with its pid file.
-    broker = subprocess.Popen(["sleep", "30"], cwd=tmp_path)
+    # A "broker" of this stack: a real process running in its state folder, with its pid file,
+    # that burns 0.3 s of CPU and then sleeps: its reader must read that process, not this one.
+    broker = subprocess.Popen([sys.executable, "-c", BURN], cwd=tmp_path)
     try:
         (tmp_path / "kafka.pid").write_text(str(broker.pid))
         readers = _sharing_readers(cfg)
         assert set(readers) == {"load_generator_and_reader", "steal", "kafka"}
-        assert readers["kafka"]() >= 0.0
+        deadline = time.monotonic() + 20  # bounded
+        while readers["kafka"]() < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert readers["kafka"]() == pytest.approx(c.process_cpu_s(broker.pid), abs=0.05)
+        assert readers["kafka"]() >= 0.25
     finally:
         broker.kill()
         broker.wait(timeout=10)
 
 
 def test_tree_cpu_counts_a_live_child_that_process_cpu_leaves_out():
-    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass\ntime.sleep(30)"
-    child = subprocess.Popen([sys.executable, "-c", burn])
+    child = subprocess.Popen([sys.executable, "-c", BURN])
     try:
         deadline = time.monotonic() + 20  # bounded: the child burns 0.3 s of CPU, then sleeps
         while c.process_cpu_s(child.pid) < 0.25 and time.monotonic() < deadline:
