@@ -31,7 +31,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext, 
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from jobs.operators.beam_sampler import disable_sampling_thread
-from jobs.operators.metrics import announce, vad_metrics
+from jobs.operators.metrics import Announcement, vad_metrics
 from jobs.operators.records import dead_letter, unpack_batch
 from models.card import ModelCard, card_path
 from udfs.onnx_session import OnnxScorer
@@ -109,15 +109,13 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.m_opened = g.counter("vad_events_opened")
         self.m_closed = g.counter("vad_events_closed")
         self.m_score = g.distribution("frame_score_x1000")
-        self.unannounced = True
+        self.announce = Announcement(self.m_dead, self.m_late, self.m_opened, self.m_closed)
 
     def close(self):
         self.scorer = None
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
-        if self.unannounced:
-            self.unannounced = False
-            announce(self.m_dead, self.m_late, self.m_opened, self.m_closed)
+        self.announce()
         items = unpack_batch(value)
         self.m_in.inc(len(items))
         yield from self._score_batch(items, ctx)

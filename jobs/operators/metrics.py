@@ -7,7 +7,7 @@ A Python counter reaches Flink with the first bundle that updates it, and only t
 dead letters had no ``vad_dead_letters`` metric at all, rather than one at 0 (dashboards show no
 data; Prometheus's rate() and increase() miss the first count of a series that starts at 1). An
 operator therefore counts its counters once at 0 in its first element, inside a bundle, where
-Beam keeps the cell for every later bundle (``announce``)."""
+Beam keeps the cell for every later bundle (``Announcement``)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,15 @@ def vad_metrics(runtime_context: RuntimeContext):
     return _NoOpGroup() if group is None else group.add_group("vad")
 
 
-def announce(*counters) -> None:
-    """Count each counter once at 0, so Flink registers it before its first real count. Call it
-    while processing an element: outside a bundle the count goes to no operator's metrics."""
-    for c in counters:
-        c.inc(0)
+class Announcement:
+    """Counts each of its counters once at 0, on its first call only, so Flink registers them
+    before their first real count. Call it while processing an element: outside a bundle the
+    count goes to no operator's metrics."""
+
+    def __init__(self, *counters):
+        self._pending = counters
+
+    def __call__(self) -> None:
+        for c in self._pending:
+            c.inc(0)
+        self._pending = ()

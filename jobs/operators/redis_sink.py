@@ -18,7 +18,7 @@ import time
 
 from pyflink.datastream import FlatMapFunction, RuntimeContext
 
-from jobs.operators.metrics import announce, vad_metrics
+from jobs.operators.metrics import Announcement, vad_metrics
 from vad.config import RedisConfig
 from vad.redis_store import RedisEventStore
 
@@ -37,16 +37,14 @@ class WriteEventsToRedis(FlatMapFunction):
         self.written = g.counter("redis_events_written")
         self.duplicates = g.counter("redis_events_duplicate")
         self.retries = g.counter("redis_retries")
-        self.unannounced = True
+        self.announce = Announcement(self.duplicates, self.retries)
 
     def close(self):
         if getattr(self, "store", None) is not None:
             self.store.close()
 
     def flat_map(self, value: list[tuple[dict, str]]):
-        if self.unannounced:
-            self.unannounced = False
-            announce(self.duplicates, self.retries)
+        self.announce()
         events = value
         delay = self.cfg.retry_backoff_ms / 1000
         for attempt in range(1, self.cfg.retry_attempts + 1):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from jobs.operators.metrics import announce, vad_metrics
+from jobs.operators.metrics import Announcement, vad_metrics
 
 
 class _Runtime:
@@ -43,8 +43,11 @@ class _Counter:
         self.incs.append(n)
 
 
-def test_announce_counts_each_counter_once_at_zero():
+def test_an_announcement_counts_each_counter_at_zero_on_its_first_call_only():
     a, b = _Counter(), _Counter()
-    announce(a, b)
-    assert a.incs == [0] and b.incs == [0]
-    announce(vad_metrics(_Runtime(None)).counter("vad_dead_letters"))  # no-ops take it too
+    announce = Announcement(a, b)
+    announce()
+    a.inc(2)
+    announce()
+    assert a.incs == [0, 2] and b.incs == [0]
+    Announcement(vad_metrics(_Runtime(None)).counter("vad_dead_letters"))()  # no-ops take it too
