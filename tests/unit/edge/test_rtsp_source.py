@@ -92,11 +92,15 @@ def test_rtsp_stream_gives_the_file_features_and_reconnects_when_the_session_end
     # not lose the alignment.
     offline = [wire_values(g, cfg.edge.wire_precision) for g in clip_features(ped2 / "test" / "Test006.mp4", cfg.edge)]
     assert len(offline) == n
-    matched, extra, j = 0, 0, 0
+    matched, extra, j, path = 0, 0, 0, []
     for r in recs[: gaps[0]]:
         hit = next((k for k in range(j, min(j + 10, n)) if np.allclose(r.features, offline[k], atol=1e-4)), None)
         if hit is None:
             extra += 1
+            path.append(f"x{r.ts_ms - ts[0]}")
         else:
             matched, j = matched + bool(np.any(offline[hit])), hit + 1
-    assert matched >= 10, (matched, extra)
+            path.append(str(hit))
+    # On failure the path says what the stream gave: the file frame each record matched, or x and
+    # its event time (ms from the first) where it matched none.
+    assert matched >= 10, f"{matched} matched, {extra} extra, stats {w.stats}: {' '.join(path)}"
