@@ -95,7 +95,8 @@ def _part(env: dict[str, str], sources: list[str], first: int, n_total: int, fra
     period_s = 1.0 / base.target_fps if base.target_fps else 0.1
     t0, cpu0 = time.monotonic(), time.process_time()
     for i, w in enumerate(workers):
-        # Camera k of all starts k/n of a frame period after the first, across the processes too.
+        # Camera k of all starts k/n of a frame period after this process started: spread within a
+        # process; the processes themselves start at their own times, as separate machines would.
         time.sleep(max(0.0, t0 + period_s * (first + i) / n_total - time.monotonic()))
         w.start(frames)
     for w in workers:
@@ -141,11 +142,15 @@ def run_point(env: dict[str, str], all_clips: list[Path], cameras: int, procs: i
         ctx.Process(target=_part, args=(env, [sources[i] for i in idx], int(idx[0]), cameras, frames, q))
         for idx in split
     ]
-    for p in ps:
-        p.start()
-    parts = [q.get(timeout=600) for _ in ps]
-    for p in ps:
-        p.join(30)
+    try:
+        for p in ps:
+            p.start()
+        parts = [q.get(timeout=600) for _ in ps]  # queue.Empty if an edge process died without a result
+    finally:
+        for p in (p for p in ps if p.pid is not None):  # started ones only
+            p.join(30)
+            if p.is_alive():
+                p.kill()
     machine = (machine_cpu_s() - m0) / (time.monotonic() - w0)
     send = np.concatenate([_lags(p["sent"]) for p in parts])
     ack = np.concatenate([_lags(p["acked"]) for p in parts])
