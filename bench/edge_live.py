@@ -60,6 +60,11 @@ class TimedProducer:
         self.inner.close(timeout=timeout)
 
 
+def frame_period_s(settings) -> float:
+    """One frame of a camera sampled at ``target_fps`` (10 when it keeps every frame: Ped2's rate)."""
+    return 1.0 / (settings.target_fps or 10.0)
+
+
 def clips(data: Path, frames: int) -> list[Path]:
     """The train and test clips at least ``frames`` long, so every camera runs the same time."""
     import cv2
@@ -75,8 +80,18 @@ def clips(data: Path, frames: int) -> list[Path]:
     return found
 
 
+def _frame_size(path: Path) -> list[int]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))]
+    finally:
+        cap.release()
+
+
 def _part(env: dict[str, str], sources: list[str], first: int, n_total: int, frames: int, out) -> None:
-    """One edge process: cameras ``first`` .. of ``n_total``, started one frame period apart in all."""
+    """One edge process: cameras ``first`` .. of ``n_total``, their starts spread over one frame period."""
     import cv2
 
     from vad.config import load_config
@@ -92,7 +107,7 @@ def _part(env: dict[str, str], sources: list[str], first: int, n_total: int, fra
     )
     stop = threading.Event()
     workers = [CameraWorker(cfg, cid, src, st, producer, stop) for cid, src, st in cams]
-    period_s = 1.0 / base.target_fps if base.target_fps else 0.1
+    period_s = frame_period_s(base)
     t0, cpu0 = time.monotonic(), time.process_time()
     for i, w in enumerate(workers):
         # Camera k of all starts k/n of a frame period after this process started: spread within a
@@ -121,7 +136,7 @@ def _lags(pairs: list[tuple[float, float]]) -> np.ndarray:
     if not pairs:
         return np.zeros(0)
     a = np.asarray(pairs, dtype=np.float64)
-    keep = a[:, 0] >= a[:, 0].min() + WARMUP_MS  # one camera's own warm-up is within its first frames
+    keep = a[:, 0] >= a[:, 0].min() + WARMUP_MS  # the process's first records: imports, DIS set-up
     return a[keep, 1] - a[keep, 0]
 
 
@@ -154,8 +169,7 @@ def run_point(env: dict[str, str], all_clips: list[Path], cameras: int, procs: i
     machine = (machine_cpu_s() - m0) / (time.monotonic() - w0)
     send = np.concatenate([_lags(p["sent"]) for p in parts])
     ack = np.concatenate([_lags(p["acked"]) for p in parts])
-    fps = load_config(env=env).edge.target_fps or 10.0  # Ped2 is 10 fps, and so is the default target
-    period_ms = 1000.0 / fps
+    period_ms = 1000.0 * frame_period_s(load_config(env=env).edge)
     dropped = sum(p["dropped"] for p in parts)
     return {
         "cameras": cameras,
@@ -186,22 +200,25 @@ def main(argv: list[str] | None = None) -> int:
     env = {**common.bench_env("edgelive"), "VAD_EDGE__PROGRESS": "false", "VAD_EDGE__STATS_EVERY_S": "3600"}
     from vad.kafka_clients import ensure_topics
 
-    ensure_topics(common.config(env).kafka)
+    cfg = common.config(env)
+    ensure_topics(cfg.kafka)
+    found = clips(args.data, args.frames)
     points = []
     try:
         for n in args.cameras:
             for k in args.procs:
                 if k > n:
                     continue
-                r = run_point(env, clips(args.data, args.frames), n, k, args.frames)
+                r = run_point(env, found, n, k, args.frames)
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 points.append(r)
     finally:
         print(f"stack down: {common.stack_down()}", file=sys.stderr)
     out = {
         "edge_live": points,
-        "frame_size": [360, 240],
-        "target_fps": common.config(env).edge.target_fps,
+        "data": str(args.data),
+        "frame_size": _frame_size(found[0]),
+        "target_fps": cfg.edge.target_fps,
         "cpus": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }

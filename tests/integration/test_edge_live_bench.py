@@ -24,4 +24,5 @@ def test_two_processes_send_every_frame_of_every_camera_live(ped2, stack_env, jo
     # small cameras on this machine are nowhere near a frame period behind.
     assert 0 <= p50 <= p99 <= worst < 1000
     assert r["ack_lag_ms_p50_p99"][0] >= p50
-    assert r["edge_cores"] > 0 and isinstance(r["kept_up"], bool)
+    assert r["edge_cores"] > 0
+    assert r["kept_up"] == (p99 <= 1000 * edge_live.frame_period_s(load_config(env=env).edge))

@@ -52,3 +52,11 @@ def test_lags_leave_out_the_first_two_seconds_of_event_time():
 def test_percentiles_of_nothing_are_none_not_an_error():
     assert edge_live._pct(np.zeros(0), 99) is None
     assert edge_live._pct(np.array([1.0, 3.0]), 50) == 2.0
+
+
+def test_frame_period_follows_the_target_rate_and_ped2s_when_every_frame_is_kept():
+    from vad.config import EdgeConfig
+
+    s = EdgeConfig().settings_for(None)
+    assert edge_live.frame_period_s(s.model_copy(update={"target_fps": 25.0})) == pytest.approx(0.04)
+    assert edge_live.frame_period_s(s.model_copy(update={"target_fps": None})) == pytest.approx(0.1)
