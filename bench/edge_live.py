@@ -125,6 +125,8 @@ def _part(env: dict[str, str], sources: list[str], first: int, n_total: int, fra
             "acked": producer.acked,
             "dropped": sum(w.stats.dropped for w in workers),
             "failed": sum(w.stats.failed for w in workers),
+            # Cameras the edge itself warned about (backlog past edge.lag_warn_ms: vad/edge/lag.py).
+            "warned": sum(w.stats.lag is not None and w.stats.lag.episodes > 0 for w in workers),
             "errors": [repr(w.error) for w in workers if w.error is not None],
             "cpu_s": cpu,
             "wall_s": wall,
@@ -178,6 +180,7 @@ def run_point(env: dict[str, str], all_clips: list[Path], cameras: int, procs: i
         "dropped": dropped,
         "failed": sum(p["failed"] for p in parts),
         "errors": [e for p in parts for e in p["errors"]],
+        "cameras_warned_behind": sum(p["warned"] for p in parts),
         "send_lag_ms_p50_p99_max": [_pct(send, 50), _pct(send, 99), _pct(send, 100)],
         "ack_lag_ms_p50_p99": [_pct(ack, 50), _pct(ack, 99)],
         "edge_cores": round(sum(p["cpu_s"] for p in parts) / max(p["wall_s"] for p in parts), 2),

@@ -187,6 +187,8 @@ class EdgeConfig(EdgeSettings):
     queue_block_ms: int = Field(0, ge=0, le=60_000, description="a live source waits this long, then drops")
     send_timeout_s: float = Field(30.0, gt=0, le=3600, description="backfill wait for queue space; flush bound")
     stats_every_s: float = Field(10.0, ge=0.5, le=3600, description="per-camera counters logged this often")
+    # Half a second of backlog is five frames at 10 fps, and it adds to every event's latency.
+    lag_warn_ms: int = Field(500, ge=50, le=600_000, description="warn when a paced camera's backlog passes this")
     progress: bool = Field(True, description="tqdm progress bar for files")
     cameras: list[CameraConfig] = Field(default_factory=list, max_length=1024)  # type: ignore[valid-type]
 

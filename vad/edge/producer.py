@@ -13,6 +13,9 @@ sources, realtime files) or ``send_timeout_s`` (files backfilled as fast as poss
 waiting loses nothing) is dropped and counted in ``dropped``; the next record that is queued
 carries FLAG_GAP so the job resets that camera's window instead of scoring across the hole.
 
+A paced camera (live, or a ``--realtime`` file) that falls behind its frame rate is warned about
+once per episode, and its counters are logged as warnings while it lasts (vad/edge/lag.py).
+
 ``sent`` counts broker acknowledgements (delivery callbacks), ``failed`` delivery errors. SIGTERM
 and SIGINT stop capture, then the queues are drained and the producer flushed and closed.
 """
@@ -29,6 +32,7 @@ from contextlib import contextmanager
 
 from vad.config import Config, EdgeSettings
 from vad.edge.features import make_extractor
+from vad.edge.lag import LagWatch
 from vad.edge.sources import SourceError, redact, source_kind
 from vad.edge.stats import CameraStats
 from vad.edge.stream import CameraStream, Opener, sampled_frames
@@ -66,6 +70,8 @@ class CameraWorker:
         self.stats = CameraStats(camera_id)
         kw = {"opener": opener} if opener is not None else {}
         self.stream = CameraStream(source, settings, self.stats, stop, **kw)  # SourceError now, not later
+        if self.stream.live or settings.realtime:  # a backfilled file has no pace to keep
+            self.stats.lag = LagWatch(cfg.edge.lag_warn_ms)
         self.error: BaseException | None = None
         self._q: queue.Queue = queue.Queue(maxsize=cfg.edge.queue_size)
         self._key = camera_id.encode()
@@ -123,7 +129,8 @@ class CameraWorker:
                 value = rec.encode(self.cfg.edge.wire_precision)
                 st.add_time("encode", time.thread_time() - t0)
                 frame_index += 1
-                if self._offer((value, rec.ts_ms, flags), block_s):
+                # st.reconnects names the connection: a reconnect re-anchors event time (lag.py).
+                if self._offer((value, rec.ts_ms, st.reconnects), block_s):
                     st.queued += 1
                     st.gaps += bool(flags)
                     pending_gap = False
@@ -134,7 +141,8 @@ class CameraWorker:
                     bar.update(st.read - bar.n)
                 if time.monotonic() >= next_log:
                     next_log = time.monotonic() + edge.stats_every_s
-                    log.info("camera %s: %s", self.camera_id, self.stats.as_dict())
+                    behind = st.lag is not None and st.lag.behind  # repeated while it lasts
+                    log.log(logging.WARNING if behind else logging.INFO, "camera %s: %s", self.camera_id, st.as_dict())
                 if limit is not None and st.sampled >= limit:
                     break
         finally:
@@ -175,7 +183,9 @@ class CameraWorker:
             item = self._q.get()
             if item is _DONE:
                 return
-            value, ts_ms, _flags = item
+            value, ts_ms, connection = item
+            if st.lag is not None:
+                self._watch_lag(st.lag, ts_ms, connection)
             t0 = time.thread_time()
             try:
                 fut = self.producer.send(topic, key=self._key, value=value, timestamp_ms=ts_ms)
@@ -184,6 +194,26 @@ class CameraWorker:
             except Exception as e:  # e.g. KafkaTimeoutError: buffer full past max_block_ms
                 failed(e)
             st.add_time("produce", time.thread_time() - t0)
+
+    def _watch_lag(self, watch: LagWatch, ts_ms: int, connection: int) -> None:
+        change = watch.observe(ts_ms, time.time() * 1000.0, connection)
+        if change == "behind":
+            log.warning(
+                "camera %s: falling behind its frame rate: frames reach the Kafka client %.0f ms later than at"
+                " the start of the connection (edge.lag_warn_ms %d): this process does not keep up with its"
+                " cameras (per-stage ms and `dropped` in its counters say where); fewer cameras per process,"
+                " a lower target_fps or flow_scale",
+                self.camera_id,
+                watch.backlog_ms,
+                watch.limit_ms,
+            )
+        elif change == "caught_up":
+            log.info(
+                "camera %s: caught up after %.1f s behind (worst backlog %.0f ms)",
+                self.camera_id,
+                watch.episode_s,
+                watch.episode_max_ms,
+            )
 
 
 def linger_for(cfg: Config, cameras: list[tuple[str, str, EdgeSettings]]) -> int:

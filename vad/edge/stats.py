@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from vad.edge.lag import LagWatch
+
 STAGES = ("decode", "normalise", "flow", "features", "encode", "produce")
 
 
@@ -25,6 +27,7 @@ class CameraStats:
     corrupt: int = 0  # frames that could not be decoded (skipped)
     gaps: int = 0  # records sent with FLAG_GAP
     reconnects: int = 0
+    lag: LagWatch | None = None  # paced sources only (live, --realtime files): vad/edge/lag.py
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -51,4 +54,5 @@ class CameraStats:
             "fps": round(self.sampled / dt, 1),
             # Mean CPU milliseconds (thread time) per sampled frame; decode includes frames sampling skipped.
             "ms": {k: round(1000.0 * v / per, 3) for k, v in self.stage_s.items()},
+            **(self.lag.as_dict() if self.lag is not None else {}),
         }

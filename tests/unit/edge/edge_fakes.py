@@ -18,10 +18,12 @@ def texture(h=240, w=360, seed=0):
 
 class FakeCapture:
     """Plays a script: an int n = n moving frames, "corrupt" = one undecodable frame, "drop" = the
-    connection ends (read returns None). Frames are a texture shifted right by 2 px per frame."""
+    connection ends (read returns None). Frames are a texture shifted right by 2 px per frame.
+    ``delay(i)`` is how long reading frame i takes (a live camera read more slowly than it delivers:
+    its presentation times still advance by the frame period)."""
 
-    def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None, jitter_ms=0.0):
-        self.fps, self.frame_count, self.jitter_ms = fps, None, jitter_ms
+    def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None, jitter_ms=0.0, delay=None):
+        self.fps, self.frame_count, self.jitter_ms, self.delay = fps, None, jitter_ms, delay
         self._items = list(script)
         self._bg = texture() if bg is None else bg
         self._i, self._pts, self._t = 0, pts, start_pts_ms
@@ -40,6 +42,8 @@ class FakeCapture:
                 self._items.pop(0)
                 continue
             self._items[0] = head - 1
+            if self.delay is not None:
+                time.sleep(self.delay(self._i))
             g = np.roll(self._bg, 2 * self._i, axis=1)
             # Jittered presentation times: the first frame a little late, the next a little early, ...
             pts = self._t + (-self.jitter_ms if self._i % 2 else self.jitter_ms) if self._pts else None

@@ -4,10 +4,11 @@ the producer's bounded queue and delivery accounting on an in-memory Kafka produ
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 
 import pytest
-from edge_fakes import FakeCapture, FakeOpener, FakeProducer
+from edge_fakes import FakeCapture, FakeOpener, FakeProducer, texture
 
 from vad.config import EdgeSettings, load_config
 from vad.edge.producer import linger_for, run_cameras
@@ -193,3 +194,38 @@ def test_linger_is_the_backfill_one_only_when_every_source_is_a_backfilled_file(
     assert linger_for(cfg, [("a", "clips/a.mp4", fast), ("b", "rtsp://cam/b", fast)]) == 7
     assert linger_for(cfg, [("a", "clips/a.mp4", paced)]) == 7
     assert linger_for(cfg, [("a", "0", fast)]) == 7  # a V4L2 device is live
+
+
+def _live(cap, **edge):
+    env = {f"VAD_EDGE__{k.upper()}": str(v) for k, v in edge.items()}
+    cfg = load_config(env={**env, "VAD_EDGE__PROGRESS": "false"})
+    settings = EdgeSettings(**{**LIVE, "reconnect_attempts": 0, "target_fps": None})
+    (w,) = run_cameras(cfg, [("cam-1", "rtsp://cam/x", settings)], None, FakeProducer(), FakeOpener(cap))
+    return w
+
+
+def test_a_live_camera_read_slower_than_it_delivers_is_warned_about_once_until_it_catches_up(caplog):
+    # 100 fps; the first 40 frames take 30 ms to read (backlog +20 ms a frame), then the buffer drains.
+    small = texture(120, 180)
+    cap = FakeCapture([300], fps=100, bg=small, delay=lambda i: 0.03 if i < 40 else 0.0)
+    with caplog.at_level(logging.INFO, logger="vad.edge.producer"):
+        w = _live(cap, lag_warn_ms=400)
+    lag = w.stats.lag
+    warned = [r for r in caplog.records if "falling behind" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING and "cam-1" in warned[0].getMessage()
+    assert any("caught up" in r.getMessage() for r in caplog.records)
+    assert lag.episodes == 1 and not lag.behind and 0 < lag.late < 300 and lag.backlog_max_ms > 400
+    assert w.stats.as_dict()["behind_episodes"] == 1 and w.stats.sent == 300
+
+
+def test_a_live_camera_that_keeps_up_is_watched_but_not_warned_about(caplog):
+    cap = FakeCapture([60], fps=100, bg=texture(120, 180), delay=lambda i: 0.01)
+    with caplog.at_level(logging.INFO, logger="vad.edge.producer"):
+        w = _live(cap, lag_warn_ms=400)
+    assert not [r for r in caplog.records if "falling behind" in r.getMessage()]
+    assert w.stats.lag.episodes == 0 and w.stats.lag.late == 0 and w.stats.as_dict()["send_lag_ms"] is not None
+
+
+def test_a_backfilled_file_has_no_pace_to_keep():
+    _, w = _run(FakeProducer(), [12])
+    assert w.stats.lag is None and "send_lag_ms" not in w.stats.as_dict()
