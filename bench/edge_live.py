@@ -189,25 +189,45 @@ def run_point(env: dict[str, str], all_clips: list[Path], cameras: int, procs: i
     }
 
 
+def _edge_override(text: str) -> tuple[str, str]:
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FIELD=VALUE")
+    return field, value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cameras", type=int, nargs="+", default=[8, 16, 32, 48])
     p.add_argument("--procs", type=int, nargs="+", default=[1])
     p.add_argument("--data", type=Path, default=PED2)
     p.add_argument("--frames", type=int, default=150, help="frames per camera (15 s at 10 fps)")
+    p.add_argument(
+        "--edge",
+        action="append",
+        default=[],
+        type=_edge_override,
+        metavar="FIELD=VALUE",
+        help="an edge setting for every camera, e.g. flow_scale=0.25",
+    )
     args = p.parse_args(argv)
+    overrides = dict(args.edge)
 
     from bench import common
 
-    common.stack_up()
     env = {**common.bench_env("edgelive"), "VAD_EDGE__PROGRESS": "false", "VAD_EDGE__STATS_EVERY_S": "3600"}
-    from vad.kafka_clients import ensure_topics
-
-    cfg = common.config(env)
-    ensure_topics(cfg.kafka)
+    env.update({f"VAD_EDGE__{k.upper()}": v for k, v in overrides.items()})
+    try:
+        cfg = common.config(env)  # a bad --edge is refused here, with its field, before a server starts
+    except ValueError as e:  # ConfigError
+        p.error(str(e))
     found = clips(args.data, args.frames)
+    common.stack_up()
     points = []
     try:
+        from vad.kafka_clients import ensure_topics
+
+        ensure_topics(cfg.kafka)
         for n in args.cameras:
             for k in args.procs:
                 if k > n:
@@ -221,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "edge_live": points,
         "data": str(args.data),
         "frame_size": _frame_size(found[0]),
+        "edge_overrides": overrides,
         "target_fps": cfg.edge.target_fps,
         "cpus": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),

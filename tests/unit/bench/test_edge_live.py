@@ -60,3 +60,20 @@ def test_frame_period_follows_the_target_rate_and_ped2s_when_every_frame_is_kept
     s = EdgeConfig().settings_for(None)
     assert edge_live.frame_period_s(s.model_copy(update={"target_fps": 25.0})) == pytest.approx(0.04)
     assert edge_live.frame_period_s(s.model_copy(update={"target_fps": None})) == pytest.approx(0.1)
+
+
+def test_an_edge_override_is_refused_with_its_field_before_any_server_starts(monkeypatch, capsys):
+    from bench import common
+
+    def no_servers():
+        raise AssertionError("the stack was started for a config that cannot load")
+
+    monkeypatch.setattr(common, "stack_up", no_servers)
+    assert edge_live._edge_override("flow_scale=0.25") == ("flow_scale", "0.25")
+    for argv, says in (
+        (["--edge", "flow_scale"], "expected FIELD=VALUE"),
+        (["--edge", "flow_scale=7"], "edge.flow_scale"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            edge_live.main(argv)
+        assert e.value.code == 2 and says in capsys.readouterr().err
