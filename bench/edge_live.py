@@ -16,8 +16,13 @@ keeps up when nothing is dropped and the send lag stays under one frame period a
 frame's record is out before the camera's next frame is due. The first two seconds of the run
 (imports, DIS initialisation) are left out.
 
+Each point also counts the cameras the edge's own watch warned about (``cameras_warned_behind``:
+backlog past ``edge.lag_warn_ms``, vad/edge/lag.py), a coarser test than one frame period.
+
 The last stdout line is one JSON object; it is also saved under bench/results/. Frames are Ped2's
-360x240: decode and flow cost grow with the pixels, so a larger camera takes proportionally more.
+360x240 unless ``--data`` names another folder of the same layout: decode and flow cost grow with
+the pixels, so a larger camera takes more (``--edge flow_scale=0.25`` and the like set an edge
+field for every camera).
 """
 
 from __future__ import annotations

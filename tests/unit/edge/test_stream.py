@@ -223,7 +223,8 @@ def test_a_live_camera_that_keeps_up_is_watched_but_not_warned_about(caplog):
     with caplog.at_level(logging.INFO, logger="vad.edge.producer"):
         w = _live(cap, lag_warn_ms=400)
     assert not [r for r in caplog.records if "falling behind" in r.getMessage()]
-    assert w.stats.lag.episodes == 0 and w.stats.lag.late == 0 and w.stats.as_dict()["send_lag_ms"] is not None
+    # Each read takes the frame period, so every record is handed over at least that after its frame.
+    assert w.stats.lag.episodes == 0 and w.stats.lag.late == 0 and w.stats.lag.max_ms >= 10
 
 
 def test_a_backfilled_file_has_no_pace_to_keep():
