@@ -189,6 +189,9 @@ class EdgeConfig(EdgeSettings):
     stats_every_s: float = Field(10.0, ge=0.5, le=3600, description="per-camera counters logged this often")
     # Half a second of backlog is five frames at 10 fps, and it adds to every event's latency.
     lag_warn_ms: int = Field(500, ge=50, le=600_000, description="warn when a paced camera's backlog passes this")
+    # Prometheus endpoint of the edge process (vad/edge/metrics.py); bound to loopback unless opened.
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="serve /metrics on this port; None: off")
+    metrics_host: str = Field("127.0.0.1", min_length=1, max_length=253, description="address /metrics binds to")
     progress: bool = Field(True, description="tqdm progress bar for files")
     cameras: list[CameraConfig] = Field(default_factory=list, max_length=1024)  # type: ignore[valid-type]
 

@@ -88,6 +88,11 @@ class CameraWorker:
             t.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        """The capture thread is alive (false before start, at the end, after giving up)."""
+        return bool(self._threads) and self._threads[0].is_alive()
+
     def join(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
@@ -244,21 +249,41 @@ def run_cameras(
     """
     stop = stop or threading.Event()
     workers: list[CameraWorker] = []
+    metrics = None
+    own = producer is None
     try:
         for cam_id, source, settings in cameras:
             workers.append(CameraWorker(cfg, cam_id, source, settings, producer, stop, opener))
+        if cfg.edge.metrics_port is not None:  # before Kafka: a port in use fails at start
+            metrics = _serve_metrics(cfg, workers)
+        if own:
+            try:
+                producer = _make_producer(cfg, linger_for(cfg, cameras))
+            except Exception as e:
+                raise RuntimeError(f"cannot connect to Kafka at {cfg.kafka.bootstrap_servers}: {e}") from e
     except BaseException:
         for w in workers:
             w.stream.cap.close()
+        if metrics is not None:
+            metrics.close()
         raise
-    own = producer is None
-    if own:
-        try:
-            producer = _make_producer(cfg, linger_for(cfg, cameras))
-        except Exception as e:
-            for w in workers:
-                w.stream.cap.close()
-            raise RuntimeError(f"cannot connect to Kafka at {cfg.kafka.bootstrap_servers}: {e}") from e
+    try:
+        _run(cfg, workers, producer, own, limit, stop)
+    finally:
+        if metrics is not None:
+            metrics.close()
+    return workers
+
+
+def _serve_metrics(cfg: Config, workers: list[CameraWorker]):
+    from vad.edge.metrics import MetricsServer
+
+    server = MetricsServer(cfg.edge.metrics_host, cfg.edge.metrics_port, workers)
+    log.info("edge metrics on %s", server.url)
+    return server
+
+
+def _run(cfg: Config, workers: list[CameraWorker], producer, own: bool, limit: int | None, stop) -> None:
     for w in workers:
         w.producer = producer
     with stop_on_signals(stop):
@@ -285,7 +310,6 @@ def run_cameras(
             w.stats.bump("failed", unacked)
             log.error("camera %s: %d records not acknowledged before close", w.camera_id, unacked)
         log.info("camera %s done: %s", w.camera_id, w.stats.as_dict())
-    return workers
 
 
 def _settings(cfg: Config, cam, realtime: bool | None) -> EdgeSettings:
