@@ -104,7 +104,8 @@ class MetricsServer:
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as e:
-            raise OSError(f"edge.metrics_port: cannot serve metrics on {host}:{port}: {e}") from e
+            # RuntimeError, as for an unreachable broker: the CLI reports it in one line and exits.
+            raise RuntimeError(f"edge.metrics_port, edge.metrics_host: cannot serve on {host}:{port}: {e}") from e
         self.url = f"http://{host}:{self._server.server_port}/metrics"
 
     def close(self) -> None:

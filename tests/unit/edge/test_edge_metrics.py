@@ -111,6 +111,6 @@ def test_a_port_in_use_is_refused_at_start_and_the_sources_are_closed():
         busy.listen()
         cfg = _cfg(metrics_port=busy.getsockname()[1])
         cap = FakeCapture([10])
-        with pytest.raises(OSError, match=r"edge\.metrics_port"):
+        with pytest.raises(RuntimeError, match=r"edge\.metrics_port"):
             run_cameras(cfg, [("cam-1", "rtsp://cam/x", EdgeSettings(**LIVE))], None, FakeProducer(), FakeOpener(cap))
         assert cap.closed
