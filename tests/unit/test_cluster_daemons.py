@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +28,14 @@ def _daemon(base, *pids: int) -> Daemon:
 
 
 def _sleeper(cwd, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args], cwd=cwd)
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args], cwd=cwd)
+    # Popen returns once the child's exec has closed its close-on-exec pipe, which the kernel does
+    # before it writes the new command line: /proc/<pid>/cmdline can still read empty (CI saw it).
+    # The case that test is about is below, on purpose; here wait (bounded) for the arguments.
+    deadline = time.monotonic() + 10
+    while not Path(f"/proc/{p.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return p
 
 
 def _stop(p: subprocess.Popen) -> None:
