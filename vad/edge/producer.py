@@ -14,7 +14,8 @@ waiting loses nothing) is dropped and counted in ``dropped``; the next record th
 carries FLAG_GAP so the job resets that camera's window instead of scoring across the hole.
 
 A paced camera (live, or a ``--realtime`` file) that falls behind its frame rate is warned about
-once per episode, and its counters are logged as warnings while it lasts (vad/edge/lag.py).
+once per episode, and its counters are logged as warnings while it lasts (vad/edge/lag.py). With
+``edge.metrics_port`` set, the counters are also served to Prometheus (vad/edge/metrics.py).
 
 ``sent`` counts broker acknowledgements (delivery callbacks), ``failed`` delivery errors. SIGTERM
 and SIGINT stop capture, then the queues are drained and the producer flushed and closed.

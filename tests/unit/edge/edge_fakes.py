@@ -8,7 +8,19 @@ import time
 import cv2
 import numpy as np
 
+from vad.config import load_config
 from vad.edge.sources import CorruptFrame, Frame, SourceError
+
+# A live camera that reconnects on test time scales, up to three times.
+LIVE = dict(reconnect="always", reconnect_initial_s=0.01, reconnect_max_s=0.02, reconnect_attempts=3)
+# A live camera whose stream ends for good with its script, every frame analysed.
+LIVE_ONCE = {**LIVE, "reconnect_attempts": 0, "target_fps": None}
+
+
+def edge_config(**edge):
+    """The config with these edge fields set as their environment overrides would, no progress bars."""
+    env = {f"VAD_EDGE__{k.upper()}": str(v) for k, v in edge.items()}
+    return load_config(env={**env, "VAD_EDGE__PROGRESS": "false"})
 
 
 def texture(h=240, w=360, seed=0):

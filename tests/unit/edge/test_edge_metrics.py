@@ -9,17 +9,15 @@ import time
 import urllib.request
 
 import pytest
-from edge_fakes import FakeCapture, FakeOpener, FakeProducer, texture
+from edge_fakes import LIVE_ONCE, FakeCapture, FakeOpener, FakeProducer, edge_config, texture
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from vad.config import EdgeSettings, load_config
+from vad.config import EdgeSettings
 from vad.edge.metrics import EdgeCollector
 from vad.edge.producer import run_cameras
 from vad.edge.stats import STAGES
-
-LIVE = dict(reconnect="always", reconnect_initial_s=0.01, reconnect_max_s=0.02, reconnect_attempts=0, target_fps=None)
 
 
 def samples(text: str) -> dict:
@@ -36,15 +34,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cfg(**edge):
-    env = {f"VAD_EDGE__{k.upper()}": str(v) for k, v in edge.items()}
-    return load_config(env={**env, "VAD_EDGE__PROGRESS": "false"})
-
-
 def test_every_camera_counter_is_exported_and_lag_only_for_paced_cameras():
-    cfg = _cfg()
+    cfg = edge_config()
     opener = FakeOpener(FakeCapture([12, "corrupt", 3]), FakeCapture([20], fps=100, bg=texture(120, 180)))
-    cams = [("file-1", "clip.mp4", cfg.edge.settings_for(None)), ("live-1", "rtsp://cam/x", EdgeSettings(**LIVE))]
+    cams = [("file-1", "clip.mp4", cfg.edge.settings_for(None)), ("live-1", "rtsp://cam/x", EdgeSettings(**LIVE_ONCE))]
     workers = run_cameras(cfg, cams, None, FakeProducer(fail_every=5), opener)
     registry = CollectorRegistry()
     registry.register(EdgeCollector(workers))
@@ -74,12 +67,12 @@ def _scrape(url: str) -> dict:
 
 def test_the_endpoint_serves_a_running_camera_and_frees_its_port_at_the_end():
     port, stop = free_port(), threading.Event()
-    cfg = _cfg(metrics_port=port)
+    cfg = edge_config(metrics_port=port)
     cap = FakeCapture([100_000], fps=100, bg=texture(120, 180), delay=lambda i: 0.01)
     done: list = []
 
     def run():
-        cams = [("cam-1", "rtsp://cam/x", EdgeSettings(**LIVE))]
+        cams = [("cam-1", "rtsp://cam/x", EdgeSettings(**LIVE_ONCE))]
         done.extend(run_cameras(cfg, cams, None, FakeProducer(), FakeOpener(cap), stop))
 
     t = threading.Thread(target=run)
@@ -109,8 +102,10 @@ def test_a_port_in_use_is_refused_at_start_and_the_sources_are_closed():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        cfg = _cfg(metrics_port=busy.getsockname()[1])
+        cfg = edge_config(metrics_port=busy.getsockname()[1])
         cap = FakeCapture([10])
         with pytest.raises(RuntimeError, match=r"edge\.metrics_port"):
-            run_cameras(cfg, [("cam-1", "rtsp://cam/x", EdgeSettings(**LIVE))], None, FakeProducer(), FakeOpener(cap))
+            run_cameras(
+                cfg, [("cam-1", "rtsp://cam/x", EdgeSettings(**LIVE_ONCE))], None, FakeProducer(), FakeOpener(cap)
+            )
         assert cap.closed

@@ -8,7 +8,7 @@ import logging
 import threading
 
 import pytest
-from edge_fakes import FakeCapture, FakeOpener, FakeProducer, texture
+from edge_fakes import LIVE, LIVE_ONCE, FakeCapture, FakeOpener, FakeProducer, edge_config, texture
 
 from vad.config import EdgeSettings, load_config
 from vad.edge.producer import linger_for, run_cameras
@@ -16,8 +16,6 @@ from vad.edge.sources import SourceError
 from vad.edge.stats import CameraStats
 from vad.edge.stream import CameraStream, sampled_frames
 from vad.schema import decode
-
-LIVE = dict(reconnect="always", reconnect_initial_s=0.01, reconnect_max_s=0.02, reconnect_attempts=3)
 
 
 def frames_of(opener, clock=lambda: 1_700_000_000.0, **cfg):
@@ -118,8 +116,7 @@ def test_too_many_corrupt_frames_count_as_a_drop():
 
 
 def _run(producer, script, limit=None, **edge):
-    env = {f"VAD_EDGE__{k.upper()}": str(v) for k, v in edge.items()}
-    cfg = load_config(env={**env, "VAD_EDGE__PROGRESS": "false"})
+    cfg = edge_config(**edge)
     (w,) = run_cameras(
         cfg, [("cam-1", "clip.mp4", cfg.edge.settings_for(None))], limit, producer, FakeOpener(FakeCapture(script))
     )
@@ -157,7 +154,7 @@ def test_delivery_errors_are_counted():
 
 def test_stop_event_ends_a_live_camera():
     stop = threading.Event()
-    cfg = load_config(env={"VAD_EDGE__PROGRESS": "false"})
+    cfg = edge_config()
     cap = FakeCapture([10_000])
     threading.Timer(0.3, stop.set).start()
     (w,) = run_cameras(
@@ -170,7 +167,7 @@ def test_sigterm_stops_capture_flushes_and_returns():
     import os
     import signal
 
-    cfg = load_config(env={"VAD_EDGE__PROGRESS": "false"})
+    cfg = edge_config()
     cap, p = FakeCapture([10_000]), FakeProducer()
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
     (w,) = run_cameras(cfg, [("cam-1", "rtsp://x", EdgeSettings(**LIVE))], None, p, FakeOpener(cap))
@@ -197,9 +194,7 @@ def test_linger_is_the_backfill_one_only_when_every_source_is_a_backfilled_file(
 
 
 def _live(cap, **edge):
-    env = {f"VAD_EDGE__{k.upper()}": str(v) for k, v in edge.items()}
-    cfg = load_config(env={**env, "VAD_EDGE__PROGRESS": "false"})
-    settings = EdgeSettings(**{**LIVE, "reconnect_attempts": 0, "target_fps": None})
+    cfg, settings = edge_config(**edge), EdgeSettings(**LIVE_ONCE)
     (w,) = run_cameras(cfg, [("cam-1", "rtsp://cam/x", settings)], None, FakeProducer(), FakeOpener(cap))
     return w
 
