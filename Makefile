@@ -12,6 +12,7 @@ demo: setup
 test: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports --no-cache
 	$(VENV)/python -m pytest -q tests
 
 test-unit: setup
@@ -20,6 +21,7 @@ test-unit: setup
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports --no-cache
 
 format: setup
 	$(VENV)/ruff format .
@@ -43,4 +45,4 @@ stack-down:
 	$(VENV)/vad stack down
 
 clean:
-	rm -rf .cache java/target .pytest_cache .ruff_cache
+	rm -rf .cache java/target .pytest_cache .ruff_cache .import_linter_cache

@@ -22,9 +22,9 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from kafka import KafkaAdminClient
 
-from vad import stack
 from vad.config import REPO_ROOT, Config, EdgeConfig, load_config
 from vad.schema import _HEADER, HEADER_SIZE, FrameFeatures
+from vadctl import stack
 
 CACHE = REPO_ROOT / ".cache" / "bench"
 CLIP = REPO_ROOT.parent / "shared" / "datasets" / "ucsd_ped2" / "test" / "Test001.mp4"

@@ -3,7 +3,7 @@ per-record ONNX map, and frame-to-visible latency in both delivery modes.
 
     .venv/bin/python -m bench.job [--quick]        prints one JSON line
 
-The job runs as `python -m vad.cli run` (the real job, its defaults) against the bench's own
+The job runs as `python -m vadctl.cli run` (the real job, its defaults) against the bench's own
 stack. Throughput is read from the job's committed source offsets: the Kafka source commits them
 when a checkpoint completes, so they count records through every operator and sink. The rate is
 taken between checkpoints from 30 s after the first one, over 25 s (JVM start-up and JIT warm-up
@@ -28,9 +28,9 @@ from functools import partial
 import numpy as np
 
 from bench import common as c
-from vad import stack
 from vad.config import REPO_ROOT
 from vad.kafka_clients import ensure_topics
+from vadctl import stack
 
 CAMERAS = 100
 HALF = 0.5  # latency is measured at half the sustained rate (the definition)
@@ -173,7 +173,7 @@ def latency(tag: str, delivery: str, rate: float, seconds: float, grids: np.ndar
     ensure_topics(cfg.kafka)
     lat = Latency(cfg, c.camera_ids(CAMERAS), grids)
     prod = c.fast_producer(cfg, linger_ms=2)
-    job = c.start_job(env, ["-m", "vad.cli", "run"], f"job-{tag}")
+    job = c.start_job(env, ["-m", "vadctl.cli", "run"], f"job-{tag}")
     cpu = c.CpuSampler(partial(c.tree_cpu_s, job.pid))
     # The whole machine too, and who shares its cores with the job: the broker, Redis, this process
     # (the load generator, the events reader, the samplers) and the host's other guests (steal).
@@ -285,7 +285,7 @@ def run(quick: bool = False) -> dict:
     grids = c.ped2_grids()
     rid = time.strftime("%H%M%S")
     # 100 cameras x 20,000 frames: enough backlog for start-up, warm-up and the measured part at ~28,000/s
-    # (12,000 ran out at 21,600/s with float16 records, 2026-12-02 18:40).
+    # (docs/benchmarks.md); a backlog that runs out mid-measurement reads as a lower rate.
     frames, window = (1500, (3, 6)) if quick else (20000, (WARM_UP_S, MEASURE_S))
     # A quick run (a smoke test of the harness) checkpoints every second to have commits to read.
     base = {"VAD_JOB__CHECKPOINT_INTERVAL_MS": "1000"} if quick else {}
@@ -300,12 +300,11 @@ def run(quick: bool = False) -> dict:
         out["records_produced"] = n
         out["produce_s"] = round(time.monotonic() - t0, 1)
         # The broker has just written ~2 GB: let the kernel write it back now, not during the
-        # first measured run. (The first run still read below the second in two runs out of three;
-        # the write-back took under a second, so it is not the cause: README, Benchmarks.)
+        # first measured run.
         t0 = time.monotonic()
         os.sync()
         out["sync_s"] = round(time.monotonic() - t0, 1)
-        job = ["-m", "vad.cli", "run"]
+        job = ["-m", "vadctl.cli", "run"]
         per_record = ({**base, "VAD_JOB__BATCH_SIZE": "1"}, job)
         # The job as deployed (its defaults) and the per-record map (one ONNX call per record), in
         # the order A B ... B A: the machine's speed drifts over minutes here (runs of one job

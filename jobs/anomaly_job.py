@@ -23,9 +23,9 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.java_gateway import get_gateway
 
-from jobs.operators.records import batch_by_shard, java_side_output, key_groups, sharded_records, split_lines
-from jobs.operators.redis_sink import WriteEventsToRedis
+from jobs.jvm_operators import batch_by_shard, java_side_output, key_groups, sharded_records, split_lines
 from jobs.runtime import flink_configuration, local_run_options
+from udfs.redis_sink import WriteEventsToRedis
 from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
 from vad.config import Config, load_config
 from vad.kafka_clients import flink_properties

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from pyflink.common import Configuration
 
-from vad.config import REPO_ROOT, Config
-from vad.stack import state_dir
+from vad.config import REPO_ROOT, Config, state_dir
 
 CONNECTOR_DIR = REPO_ROOT / ".cache" / "jars" / "flink"
 
@@ -56,7 +55,7 @@ def flink_configuration(cfg: Config) -> Configuration:
         "parallelism.default": str(j.parallelism),
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
-        # Process mode: thread mode failed on array payloads here (see README, measurements).
+        # Process mode: PyFlink's thread mode fails on this job's array payloads.
         "python.execution-mode": "process",
         "python.fn-execution.bundle.size": str(j.bundle_size),
         "python.fn-execution.bundle.time": str(j.bundle_time_ms),

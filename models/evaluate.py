@@ -2,7 +2,7 @@
 
 Scores are computed by the streaming job's own code path and are causal: edge features
 (vad.edge.clips, the producer's extractor) -> windows of the last T grids (vad.windows, as in the job's
-state) -> the ONNX model (udfs.onnx_session, as in the job) -> the per-camera EpisodeDetector
+state) -> the ONNX model (models.onnx_session, as in the job) -> the per-camera EpisodeDetector
 (vad.detect, as in the job), whose exponential moving average is the frame score. Nothing looks ahead
 and nothing is normalised per video.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from models.card import ModelCard, card_path
-from udfs.onnx_session import OnnxScorer
+from models.onnx_session import OnnxScorer
 from vad.config import Config
 from vad.detect import CameraState, EpisodeDetector
 from vad.edge.clips import clip_samples, list_clips

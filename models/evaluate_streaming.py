@@ -30,7 +30,7 @@ from vad.kafka_clients import ensure_topics
 
 def _run(argv: list[str], env: dict, timeout: float) -> None:
     p = subprocess.run(
-        [sys.executable, "-m", "vad.cli", *argv],
+        [sys.executable, "-m", "vadctl.cli", *argv],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,

@@ -11,8 +11,9 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from models import baseline, convae, mil, scalep, scalep_dir, tensors
+from models import tensors
 from models.card import Calibration, ModelCard, card_path
+from models.scorers import baseline, convae, mil, scalep, scalep_dir
 from vad.config import EdgeConfig, EdgeSettings
 from vad.edge.clips import clip_features, list_clips
 from vad.schema import FEATURE_LAYOUT_VERSION, N_CHANNELS
@@ -30,7 +31,7 @@ def score_clips(
     model_path: Path, clips: dict[str, np.ndarray], window: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Causal scores of whole clips through the exported model: {clip: (frame [n], cells [n,R,C])}."""
-    from udfs.onnx_session import OnnxScorer
+    from models.onnx_session import OnnxScorer
 
     scorer = OnnxScorer(model_path)
     return {name: scorer.score(clip_windows(g, window)) for name, g in clips.items()}
@@ -112,7 +113,7 @@ def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note) ->
 
 
 def train_mil(data: Path, out: Path, edge: EdgeConfig, clip_labels: Path, ema_alpha: float = 0.5) -> ModelCard:
-    """Weakly supervised model (models/mil.py) from clip-level labels. Thresholds are calibrated on
+    """Weakly supervised model (models/scorers/mil.py) from clip-level labels. Thresholds are calibrated on
     the normal clips' scores (in-sample: MIL's weights need the anomalous clips too)."""
     labels = read_clip_labels(data, clip_labels)
     t0 = time.monotonic()

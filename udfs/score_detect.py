@@ -30,11 +30,11 @@ from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext, TimeDomain
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from jobs.operators.beam_sampler import disable_sampling_thread
-from jobs.operators.metrics import Announcement, vad_metrics
-from jobs.operators.records import dead_letter, unpack_batch
 from models.card import ModelCard, card_path
-from udfs.onnx_session import OnnxScorer
+from models.onnx_session import OnnxScorer
+from udfs.batches import dead_letter, unpack_batch
+from udfs.beam_sampler import disable_sampling_thread
+from udfs.metrics import Announcement, vad_metrics
 from vad.batch_decode import decode_batch
 from vad.config import DetectConfig
 from vad.detect import CameraState, EpisodeDetector, state_from_dict, state_to_dict

@@ -288,7 +288,7 @@ class JobConfig(_Strict):
     local_rest_port: int = Field(0, ge=0, le=65535, description="REST/web UI port of a local run; 0: any free one")
     # Beam starts a state-sampling thread for every bundle of the Python worker and joins it at the
     # bundle's end, 5.2 ms a bundle on average at 9,000 records/s (p99 21.6), while the JVM waits;
-    # its per-step timings are dropped by PyFlink unread (jobs/operators/beam_sampler.py).
+    # its per-step timings are dropped by PyFlink unread (udfs/beam_sampler.py).
     beam_sampling_thread: bool = Field(False, description="Beam's per-bundle sampler thread in the Python worker")
     # After a failure (Redis or Kafka away, a TaskManager lost) the job restarts from its last
     # checkpoint, the delay growing from the initial to the max backoff. A cap of N fails the job
@@ -348,6 +348,12 @@ class Config(_Strict):
     def resolve(self, path: Path) -> Path:
         """Relative paths in the config are relative to the repository root, not the cwd."""
         return path if path.is_absolute() else REPO_ROOT / path
+
+
+def state_dir(cfg: Config) -> Path:
+    """The local stack's state folder (broker and Redis data, pid files, local job logs), absolute.
+    Resolved: a pid file is matched against the process's real working directory."""
+    return cfg.resolve(cfg.stack.state_dir).resolve()
 
 
 class ConfigError(ValueError):

@@ -189,6 +189,6 @@ def state_from_dict(d: dict) -> CameraState:
     ev = d.pop("open")
     st = CameraState(**d)
     if ev:
-        h = ev.get("heatmap")  # a list in state written before the heatmap was kept as an array
+        h = ev.get("heatmap")  # an array, or a list in state restored from an older savepoint
         st.open = OpenEvent(**{**ev, "heatmap": None if h is None or len(h) == 0 else np.asarray(h, np.float32)})
     return st

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vad import stack
 from vad.config import load_config
+from vadctl import stack
 
 REPO = Path(__file__).resolve().parents[2]
 PORTS = {"VAD_STACK__KAFKA_PORT": "29092", "VAD_STACK__CONTROLLER_PORT": "29093", "VAD_STACK__REDIS_PORT": "26379"}
@@ -31,7 +31,7 @@ def produce_clips(env: dict[str, str], sources: dict[str, Path], timeout: float 
     """Stream clips as cameras at the same time (as live cameras do); returns frames sent per camera."""
     procs = {
         cam: subprocess.Popen(
-            [sys.executable, "-m", "vad.cli", "produce", "--camera", cam, "--source", str(src)],
+            [sys.executable, "-m", "vadctl.cli", "produce", "--camera", cam, "--source", str(src)],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -55,7 +55,7 @@ def start_job(env: dict[str, str], logs: Path) -> subprocess.Popen:
     logs.mkdir(parents=True)
     with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "vad.cli", "run"],
+            [sys.executable, "-m", "vadctl.cli", "run"],
             env={**os.environ, **env, "FLINK_LOG_DIR": str(logs)},
             cwd=REPO,
             stdout=out,
@@ -200,7 +200,12 @@ def run_vad(stack_env):
     def run(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         env = {**os.environ, **stack_env, **(extra_env or {})}
         return subprocess.run(
-            [sys.executable, "-m", "vad.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+            [sys.executable, "-m", "vadctl.cli", *args],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     return run

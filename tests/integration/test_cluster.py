@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from kafka.partitioner.default import murmur2
 
-from vad import cluster
 from vad.config import Config, load_config
 from vad.consumer import read_kafka_events, read_redis_events
 from vad.kafka_clients import ensure_topics, make_producer
 from vad.schema import N_CHANNELS, FrameFeatures
+from vadctl import cluster
 
 REPO = Path(__file__).resolve().parents[2]
 REST_PORT, RPC_PORT = 28081, 26123
@@ -64,7 +64,7 @@ def _camera_on(partition: int, partitions: int, tag: str) -> str:
 def _produce(env: dict, ped2: Path, cams: list[tuple[str, str]]) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "vad.cli", "produce", "--camera", cam, "--source", f"{ped2}/test/{clip}.mp4"],
+            [sys.executable, "-m", "vadctl.cli", "produce", "--camera", cam, "--source", f"{ped2}/test/{clip}.mp4"],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=subprocess.DEVNULL,

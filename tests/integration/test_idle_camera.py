@@ -31,7 +31,7 @@ def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(job_env, ped2
             [
                 sys.executable,
                 "-m",
-                "vad.cli",
+                "vadctl.cli",
                 "produce",
                 "--camera",
                 cam,

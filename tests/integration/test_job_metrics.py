@@ -2,7 +2,7 @@
 cluster's REST API (`job.local_rest_port`) while the job runs: records in, windows scored, batches
 and their sizes, events opened, written to Redis. They travel with each bundle's results, through
 the step scopes of Beam's state sampler, which the job runs without its sampling thread
-(jobs/operators/beam_sampler.py)."""
+(udfs/beam_sampler.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Redis goes away while the job is writing events and comes back: nothing is lost, nothing is
 written twice (bounded retries, then a job restart from the last checkpoint and an idempotent replay).
-The outage lasts through more restarts than the job once allowed before it gave up for good (10)."""
+The outage lasts through more than ten restarts: the job must not give up after a fixed count."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import signal
 import time
 from pathlib import Path
 
-from vad import stack
 from vad.config import load_config
 from vad.consumer import read_kafka_events, read_redis_events
 from vad.kafka_clients import ensure_topics
+from vadctl import stack
 
 REPO = Path(__file__).resolve().parents[2]
 RESTARTS = 10

@@ -3,9 +3,9 @@ import sys
 
 import redis
 
-from vad import stack
 from vad.config import load_config
 from vad.kafka_clients import ensure_topics
+from vadctl import stack
 
 
 def test_up_twice_is_harmless_and_status_reports_both(stack_env, run_vad):

@@ -9,8 +9,9 @@ import sys
 from pyflink.common import Configuration, Row, Types
 from pyflink.datastream import KeyedProcessFunction, StreamExecutionEnvironment
 
-from jobs.operators.records import batch_by_shard, unpack_batch
+from jobs.jvm_operators import batch_by_shard
 from jobs.runtime import connector_jars
+from udfs.batches import unpack_batch
 
 
 def _local_env() -> StreamExecutionEnvironment:

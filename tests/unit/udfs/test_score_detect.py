@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pyflink.datastream import TimeDomain
 
-from jobs.operators.records import pack_batch
+from udfs.batches import pack_batch
 from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
 from vad.config import REPO_ROOT, DetectConfig
 from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
@@ -207,7 +207,7 @@ def test_region_mask_applies_per_camera(masked):
 def test_opening_without_the_beam_sampler_thread_takes_it_out_of_the_worker():
     from apache_beam.runners.worker import statesampler
 
-    from jobs.operators.beam_sampler import _start, restore_sampling_thread
+    from udfs.beam_sampler import _start, restore_sampling_thread
 
     cfg = DetectConfig(threshold=1.0)
     try:

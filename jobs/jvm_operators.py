@@ -1,0 +1,83 @@
+"""The job's operators that run in the JVM, wired from Python: which scoring shard a raw
+frame-feature record goes to, the micro-batches that carry a shard's records into the Python worker,
+side outputs taken as JVM streams, and the line splitter before the scores sink.
+
+Everything before the scoring operator runs in the JVM (``java/src``): the Kafka value deserializer
+computes the shard (``io.github.vad.flink.ShardedRecords``; ``shard_of`` is the same function here,
+a test checks both agree), the stream is keyed by it, and ``io.github.vad.flink.BatchRecords``
+packs each shard's records into batches, so the Python worker gets one element per batch instead of
+one per record (PyFlink's cost is per element that crosses into Python). What the Python worker does
+with a batch is in ``udfs/batches.py``."""
+
+from __future__ import annotations
+
+import zlib
+
+from pyflink.common import Types
+from pyflink.common.serialization import DeserializationSchema
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream.data_stream import DataStream, KeyedStream
+from pyflink.java_gateway import get_gateway
+
+
+def shard_of(camera_id: str, shards: int) -> int:
+    # crc32, not hash(): Python's str hash differs between worker processes.
+    return zlib.crc32(camera_id.encode()) % shards
+
+
+def sharded_records(shards: int, key_groups: int) -> DeserializationSchema:
+    """Kafka value deserializer: record bytes -> Row(shard key INT, bytes), computed in the JVM; the
+    shards' keys spread them evenly over the subtasks (``ShardedRecords.balancedKeys``)."""
+    return DeserializationSchema(get_gateway().jvm.io.github.vad.flink.ShardedRecords(shards, key_groups))
+
+
+def key_groups(env: StreamExecutionEnvironment, parallelism: int) -> int:
+    """The job's number of key groups: its max parallelism if set (``pipeline.max-parallelism``, as
+    the k8s deployment does), else the default Flink derives from the parallelism."""
+    set_max = env.get_max_parallelism()
+    if set_max > 0:
+        return set_max
+    return get_gateway().jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.computeDefaultMaxParallelism(
+        parallelism
+    )
+
+
+def _shard_key():
+    # PyFlink's own KeyByKeySelector: key = Row(field 0), what ``DataStream.key_by`` builds after its
+    # Python key-selector step (a Row of key and value), minus that step.
+    return get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.INT()]).get_java_type_info()
+
+
+def key_by_shard(rows: DataStream) -> KeyedStream:
+    """Keys Row(shard, bytes) by the shard in the JVM; a keyed Python operator gets the bytes."""
+    j_keyed = rows._j_data_stream.keyBy(*_shard_key())
+    return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), rows)
+
+
+def batch_by_shard(rows: DataStream, batch_size: int, max_delay_ms: int, uid: str) -> KeyedStream:
+    """Row(shard, record bytes) -> batches of a shard's records, keyed by shard; a keyed Python
+    operator gets the batch bytes (``udfs.batches.unpack_batch``). The batcher keeps each shard's partition, so
+    its output is keyed as it is, without another shuffle."""
+    jvm = get_gateway().jvm
+    fn = jvm.io.github.vad.flink.BatchRecords(batch_size, max_delay_ms)
+    out_type = jvm.io.github.vad.flink.BatchRecords.producedType()
+    j_batches = key_by_shard(rows)._j_data_stream.process(fn, out_type).name(uid).uid(uid)
+    j_keyed = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+        j_batches, *_shard_key()
+    )
+    return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), DataStream(j_batches))
+
+
+def split_lines(lines: DataStream) -> DataStream:
+    """A stream of newline-joined strings -> one string per line, in the JVM (SplitLines)."""
+    jvm = get_gateway().jvm
+    return DataStream(
+        lines._j_data_stream.flatMap(jvm.io.github.vad.flink.SplitLines(), Types.STRING().get_java_type_info())
+    )
+
+
+def java_side_output(stream: DataStream, tag) -> DataStream:
+    """A side output of a Python operator as the JVM stream it is: PyFlink's ``get_side_output``
+    adds a Python identity map, one more crossing per element, which a STRING side output bound
+    for a Java sink does not need."""
+    return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))

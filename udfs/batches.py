@@ -1,0 +1,49 @@
+"""A scoring shard's micro-batch as the Python worker receives it, and the dead-letter message of a
+record it cannot score. The batch layout is written in the JVM by ``io.github.vad.flink.BatchRecords``
+(``jobs/jvm_operators.py`` wires it): uint32 count, then uint32 length and the bytes of each record,
+little-endian."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+
+from vad.schema import SchemaError, peek_camera_id
+
+_SAMPLE_BYTES = 256  # enough of a bad payload to debug it, small enough for any topic
+_U32 = struct.Struct("<I")
+
+
+def pack_batch(items: list[bytes]) -> bytes:
+    """The batch layout written by ``BatchRecords.pack`` in the JVM, for tests and tools."""
+    return b"".join([_U32.pack(len(items)), *(_U32.pack(len(b)) + bytes(b) for b in items)])
+
+
+def unpack_batch(blob: bytes) -> list[bytes]:
+    """The records of one batch (layout: ``BatchRecords.pack``: uint32 count, then uint32 length and
+    the bytes of each record, little-endian)."""
+    view = memoryview(blob)
+    (n,), pos, out = _U32.unpack_from(view, 0), 4, []
+    for _ in range(n):
+        (size,) = _U32.unpack_from(view, pos)
+        pos += 4
+        out.append(bytes(view[pos : pos + size]))
+        pos += size
+    if pos != len(blob):
+        raise ValueError(f"batch of {n} records: {len(blob) - pos} bytes left over")
+    return out
+
+
+def dead_letter(raw: bytes, err: SchemaError) -> str:
+    return json.dumps(
+        {
+            "reason": err.reason,
+            "detail": err.detail,
+            "camera_id": peek_camera_id(raw) if isinstance(raw, (bytes, bytearray)) else None,
+            "size": len(raw) if raw is not None else 0,
+            "payload_b64": base64.b64encode(bytes(raw[:_SAMPLE_BYTES])).decode() if raw else "",
+            "seen_ms": int(time.time() * 1000),
+        }
+    )

@@ -1,0 +1,255 @@
+"""The `vad` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from vad.config import ConfigError, dump_config, load_config
+
+log = logging.getLogger("vad")
+
+
+def _cmd_stack(cfg, args) -> int:
+    from vadctl import cluster, stack
+
+    result = {}
+    if args.action == "down":
+        result.update(cluster.down(cfg))  # first: a running job still writes to the broker and Redis
+    result.update({"up": stack.up, "down": stack.down, "status": stack.status}[args.action](cfg))
+    if args.action == "status" or (args.action == "up" and args.cluster):
+        result.update({"up": cluster.up, "status": cluster.status}[args.action](cfg))
+    for name, state in result.items():
+        print(f"{name}: {state}")
+    return 0
+
+
+def _cmd_cluster(cfg, args) -> int:
+    from vadctl import cluster
+
+    result = {"up": cluster.up, "down": cluster.down, "status": cluster.status}[args.action](cfg)
+    for name, state in result.items():
+        print(f"{name}: {state}")
+    if "flink=" in result.get("flink-rest", ""):  # status, and the REST endpoint answered
+        for j in cluster.jobs(cfg):
+            print(f"job {j['jid']} {j['state']} {j['name']}")
+    return 0
+
+
+def _cmd_submit(cfg, args) -> int:
+    from vadctl import cluster
+
+    job_id = cluster.submit(cfg, args.config, args.from_savepoint, args.allow_non_restored_state)
+    if args.wait:
+        cluster.wait_state(cfg, job_id, {"RUNNING"}, cfg.cluster.submit_timeout_s, all_tasks=True)
+    print(job_id)
+    return 0
+
+
+def _cmd_savepoint(cfg, args) -> int:
+    from vadctl import cluster
+
+    print(cluster.savepoint(cfg, args.job_id, args.dir))
+    return 0
+
+
+def _cmd_cancel(cfg, args) -> int:
+    from vadctl import cluster
+
+    if args.savepoint:
+        print(cluster.stop(cfg, args.job_id, args.dir, drain=args.drain))
+    else:
+        cluster.cancel(cfg, args.job_id)
+        print(f"cancelled {args.job_id}")
+    return 0
+
+
+def _cmd_produce(cfg, args) -> int:
+    from vad.edge.producer import produce, produce_all
+
+    if args.limit is not None and args.limit < 1:
+        print("vad produce: --limit must be >= 1", file=sys.stderr)
+        return 2
+    if args.all == bool(args.camera):
+        print("vad produce: give either --camera ID [--source SRC] or --all", file=sys.stderr)
+        return 2
+    if args.all:
+        workers = produce_all(cfg, limit=args.limit, realtime=args.realtime)
+        rc = 0
+        for w in workers:
+            print(json.dumps({"camera_id": w.camera_id, **w.stats.as_dict(), "error": str(w.error or "") or None}))
+            rc = rc or int(w.error is not None or w.stats.failed > 0)
+        return rc
+    stats = produce(cfg, args.camera, args.source, limit=args.limit, realtime=args.realtime)
+    print(json.dumps({"camera_id": args.camera, **stats.as_dict()}))
+    return 0 if stats.failed == 0 else 1
+
+
+def _cmd_run(cfg, args) -> int:
+    from jobs.anomaly_job import main as job_main
+
+    argv = ["--config", args.config] if args.config else []
+    job_main(argv)
+    return 0
+
+
+def _cmd_events(cfg, args) -> int:
+    from vad.consumer import read_events, summarise
+
+    got = read_events(cfg, timeout_s=args.timeout, expect=args.expect)
+    if not args.quiet:
+        for src in ("kafka", "redis"):
+            for e in got[src]:
+                print(f"[{src}] {json.dumps(e, separators=(',', ':'))[:400]}")
+    print(json.dumps(summarise(got)))
+    return 0
+
+
+def _cmd_train(cfg, args) -> int:
+    from models.train import train
+
+    if args.mil:
+        from models.train import train_mil
+
+        if not args.clip_labels:
+            raise ValueError("--mil needs --clip-labels FILE")
+        card = train_mil(Path(args.data), Path(args.out), cfg.edge, Path(args.clip_labels), cfg.detect.ema_alpha)
+    else:
+        card = train(Path(args.data), Path(args.out), cfg.edge, kind=args.model, ema_alpha=cfg.detect.ema_alpha)
+    print(json.dumps({"model": str(Path(args.out) / "model.onnx"), "version": card.model_version}))
+    return 0
+
+
+def _cmd_evaluate(cfg, args) -> int:
+    from models.evaluate import evaluate
+
+    model = Path(args.model) if args.model else cfg.resolve(cfg.job.model_path)
+    raw: dict = {}
+    report = evaluate(Path(args.data), model, cfg, Path(args.out) if args.out else None, raw=raw)
+    if args.streaming:
+        from models.evaluate_streaming import evaluate_streaming
+
+        report = evaluate_streaming(Path(args.data), model, cfg, offline=raw)
+    keys = [
+        "frame_auc",
+        "pr_auc",
+        "eer",
+        "f1",
+        "false_alarms_per_hour",
+        "event_recall",
+        "mean_delay_s",
+        "frames",
+        "clips",
+    ]
+    if args.streaming:
+        keys += ["max_abs_diff_vs_in_process", "wire_precision"]
+    for name, clip in report["per_clip"].items():
+        print(f"{name}: {json.dumps(clip)}")
+    print(json.dumps({k: report[k] for k in keys}))
+    return 0
+
+
+def _cmd_demo(cfg, args) -> int:
+    from vadctl.demo import run_demo
+
+    return run_demo(cfg, args.config)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vad", description="Real-time video anomaly detection on Flink.")
+    p.add_argument("--config", default=None, help="YAML config file; VAD_* environment variables override it")
+    p.add_argument("--validate-config", action="store_true", help="check the config, print it, exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd")
+    s = sub.add_parser("stack", help="start/stop the local Kafka broker and Redis server")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.add_argument("--cluster", action="store_true", help="up: also a local Flink cluster (down always stops it)")
+    s.set_defaults(fn=_cmd_stack)
+    s = sub.add_parser("cluster", help="start/stop/inspect the local standalone Flink cluster only")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.set_defaults(fn=_cmd_cluster)
+    s = sub.add_parser("submit", help="submit the job to the Flink cluster at cluster.rest_address; prints its id")
+    s.add_argument("--from-savepoint", default=None, metavar="PATH", help="resume from this savepoint/checkpoint")
+    s.add_argument("--allow-non-restored-state", action="store_true", help="skip state of removed operators")
+    s.add_argument("--wait", action="store_true", help="return once all tasks run")
+    s.set_defaults(fn=_cmd_submit)
+    s = sub.add_parser("savepoint", help="trigger a savepoint of a running job; prints its path")
+    s.add_argument("job_id")
+    s.add_argument("--dir", default=None, help="target directory (default job.savepoint_dir)")
+    s.set_defaults(fn=_cmd_savepoint)
+    s = sub.add_parser("cancel", help="cancel a job, or stop it with a savepoint (--savepoint; prints its path)")
+    s.add_argument("job_id")
+    s.add_argument("--savepoint", action="store_true", help="stop with a savepoint, to resume with submit")
+    s.add_argument("--dir", default=None, help="savepoint directory (default job.savepoint_dir)")
+    s.add_argument("--drain", action="store_true", help="with --savepoint: flush timers first (final stop)")
+    s.set_defaults(fn=_cmd_cancel)
+    s = sub.add_parser("produce", help="stream a video source's motion features to Kafka")
+    s.add_argument("--camera", default=None, help="camera id (its edge.cameras entry applies if listed)")
+    s.add_argument("--source", default=None, help="file path, stream URL, or device number")
+    s.add_argument("--all", action="store_true", help="every camera in edge.cameras, one worker each")
+    s.add_argument("--limit", type=int, default=None, help="stop after this many sampled frames per camera")
+    s.add_argument("--realtime", action="store_true", default=None, help="pace files at their native fps")
+    s.set_defaults(fn=_cmd_produce)
+    s = sub.add_parser("run", help="run the Flink job (local mini-cluster unless submitted)")
+    s.set_defaults(fn=_cmd_run)
+    s = sub.add_parser("events", help="read anomaly events back from Kafka and Redis")
+    s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for events")
+    s.add_argument("--expect", type=int, default=None, help="stop early once this many Kafka events arrived")
+    s.add_argument("--quiet", action="store_true", help="summary only")
+    s.set_defaults(fn=_cmd_events)
+    s = sub.add_parser("train", help="train a model on DIR/train and export ONNX + card to OUT")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument(
+        "--model",
+        default="scalep",
+        choices=["scalep", "scalep_dir", "baseline", "convae"],
+        help="scorer to fit (default scalep; scalep_dir adds a per-cell direction term)",
+    )
+    s.add_argument("--mil", action="store_true", help="weakly supervised: multiple instance learning on clip labels")
+    s.add_argument("--clip-labels", default=None, help='with --mil: {"clips": {"train/a.mp4": 0, "test/b.mp4": 1}}')
+    s.set_defaults(fn=_cmd_train)
+    s = sub.add_parser("evaluate", help="frame- and event-level accuracy on DIR/test with DIR/labels.json")
+    s.add_argument("--data", required=True)
+    s.add_argument("--model", default=None, help="ONNX model (default: job.model_path); its card.json beside it")
+    s.add_argument("--out", default=None, help="folder for report.json, ROC and timeline PNGs")
+    s.add_argument("--streaming", action="store_true", help="score through Kafka and the Flink job (stack must be up)")
+    s.set_defaults(fn=_cmd_evaluate)
+    s = sub.add_parser("demo", help="end to end on the embedded stack (what `make demo` runs)")
+    s.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("kafka", "py4j"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    if args.validate_config:
+        print(dump_config(cfg), end="")
+        print("config OK", file=sys.stderr)
+        return 0
+    if not getattr(args, "fn", None):
+        parser().print_help()
+        return 2
+    try:
+        return args.fn(cfg, args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"vad {args.cmd}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
