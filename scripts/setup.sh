@@ -17,28 +17,24 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The Java side, one Maven build of java/pom.xml: the job's classes (java/src: the Kafka value
+# deserializer that computes the scoring shard, the micro-batcher, the line splitter before the
+# scores sink) compiled against Flink and unit-tested into .cache/jars/flink/vad-records.jar, beside
+# the Flink Kafka connector it fetches (both in the job's pipeline.jars), and a Kafka broker with its
+# dependencies in .cache/jars/kafka. Rebuilt when a jar is missing or anything under java/ (except
+# Maven's own target/) is newer than the stamp of the last build.
 if ! ls .cache/jars/flink/flink-sql-connector-kafka-*.jar >/dev/null 2>&1 \
    || ! ls .cache/jars/kafka/kafka_2.13-*.jar >/dev/null 2>&1 \
-   || [ java/pom.xml -nt .cache/jars/.stamp ]; then
-  echo "setup: Java artifacts (Flink Kafka connector, Kafka broker) through Maven"
+   || [ ! -f .cache/jars/flink/vad-records.jar ] \
+   || [ ! -f .cache/jars/.stamp ] \
+   || [ -n "$(find java -path java/target -prune -o -type f -newer .cache/jars/.stamp -print)" ]; then
+  echo "setup: Java build through Maven (job classes and tests, Flink Kafka connector, Kafka broker)"
   command -v mvn >/dev/null || { echo "setup: Maven (mvn) is required" >&2; exit 1; }
+  command -v javac >/dev/null || { echo "setup: a JDK 17 (javac) is required" >&2; exit 1; }
+  # From empty, so a version bump in the pom leaves no jar of the old version behind.
   rm -rf .cache/jars
   mvn -q -B -f java/pom.xml package
   touch .cache/jars/.stamp
-fi
-
-# The job's Java classes (java/src: the Kafka value deserializer that computes the scoring shard, the
-# micro-batcher, the line splitter before the scores sink), compiled against the Flink that pip
-# installed: no build plugins to fetch. The jar lives beside the connector, in pipeline.jars.
-java_src=java/src/main/java/io/github/vad/flink
-records_jar=.cache/jars/flink/vad-records.jar
-if [ ! -f "$records_jar" ] || [ -n "$(find "$java_src" -name '*.java' -newer "$records_jar")" ]; then
-  echo "setup: compiling $java_src"
-  command -v javac >/dev/null || { echo "setup: a JDK (javac) is required" >&2; exit 1; }
-  dist=$(ls .venv/lib/python*/site-packages/pyflink/lib/flink-dist-*.jar | head -1)
-  rm -rf .cache/java-classes
-  javac -nowarn --release 17 -cp "$dist" -d .cache/java-classes "$java_src"/*.java
-  jar cf "$records_jar" -C .cache/java-classes .
 fi
 
 if ! command -v redis-server >/dev/null; then

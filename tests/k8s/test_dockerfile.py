@@ -104,6 +104,7 @@ def test_dockerignore_sends_only_what_the_image_copies():
         "models/default/model.onnx",
         "config/default.yaml",
         ".cache/jars/flink/flink-sql-connector-kafka-5.0.0-2.2.jar",
+        ".cache/jars/flink/vad-records.jar",
     ]
     excluded = [
         ".venv/bin/python",
@@ -111,8 +112,26 @@ def test_dockerignore_sends_only_what_the_image_copies():
         ".cache/k8s/schemas/v1/configmap_v1.json",
         ".cache/jars/kafka/kafka-clients-4.1.1.jar",
         "tests/unit/test_x.py",
+        "research/flow_study.py",
+        "vadctl/cli.py",
         "vad/__pycache__/config.cpython-311.pyc",
         "k8s/overlays/dev/dev-redis-credentials.properties",
     ]
     assert [p for p in included if _dockerignore_excludes(patterns, p)] == []
     assert [p for p in excluded if not _dockerignore_excludes(patterns, p)] == []
+
+
+def test_every_file_the_image_copies_reaches_the_build_context():
+    """Each COPY source from the build context (not from an earlier stage) passes .dockerignore:
+    an excluded one fails the build only when it runs."""
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    patterns = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    sources = []
+    for word, args in instructions(DOCKERFILE.read_text()):
+        if word != "COPY" or "--from=" in args:
+            continue
+        sources += [a for a in args.split() if not a.startswith("--")][:-1]
+    assert sources
+    # A glob stands for a file it matches; a folder for a file inside it.
+    concrete = [s.replace("*", "x").rstrip("/") + ("/x.py" if s.endswith("/") else "") for s in sources]
+    assert [s for s, c in zip(sources, concrete, strict=True) if _dockerignore_excludes(patterns, c)] == []

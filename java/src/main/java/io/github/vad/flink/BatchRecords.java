@@ -31,7 +31,7 @@ import org.apache.flink.util.Collector;
  * Python.
  *
  * <p>Batch layout (little-endian): uint32 record count, then per record uint32 length and the
- * bytes. The one reader is {@code unpack_batch} in jobs/operators/records.py; {@link #pack} is the
+ * bytes. The one reader is {@code unpack_batch} in udfs/batches.py; {@link #pack} is the
  * one writer (public for the test that checks both sides agree).
  */
 public final class BatchRecords extends KeyedProcessFunction<Row, Row, Row> {

@@ -15,7 +15,7 @@ import org.apache.flink.types.Row;
  * key selector would move every record (~2 KB on Ped2, up to ~10 KB dense) to the Python worker and back once more before the
  * scoring operator sees it (measured: ~1.4x the job's throughput without that round trip). The shard
  * is CRC-32 of the camera id bytes modulo the shard count, the same as {@code shard_of} in
- * jobs/operators/records.py; a record too short to carry an id goes to the shard of the empty id.
+ * jobs/jvm_operators.py; a record too short to carry an id goes to the shard of the empty id.
  * The bytes are passed on unchanged: validation stays in Python, which dead-letters bad records.
  * Header layout: vad/schema.py (camera id length: little-endian uint16 at offset 6; id at 34).
  *
