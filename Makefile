@@ -30,7 +30,7 @@ format: setup
 bench: setup
 	$(VENV)/python -m bench.run
 
-# The default model, trained on the Ped2 training clips (see models/README.md).
+# The default model, trained on the Ped2 training clips (see docs/models.md).
 model: setup
 	$(VENV)/vad train --data ../shared/datasets/ucsd_ped2 --out models/default
 

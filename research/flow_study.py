@@ -7,7 +7,7 @@ and scores the held-out clip (normal, label 0) and anomalies made from it (label
 at 2x and 3x speed, and two smooth 20x20 textures moving across it at 3-12 px/frame. The proxy is the
 pooled AUC of the causal (EMA-smoothed) score; a paired bootstrap over the held-out clips says how
 sure each setting's difference from the first one is. This is how the default edge settings were
-chosen (models/README.md). Frames are decoded once and kept in memory; nothing is written but the
+chosen (docs/models.md). Frames are decoded once and kept in memory; nothing is written but the
 report.
 """
 

@@ -19,7 +19,7 @@ features divided by a per-cell normal level (the q-quantile of the training erro
 neighbourhood, floored at the median level), so normal cells sit near 1. ``combine="sum"`` (the
 default) adds scalep's cell score, ``"max"`` takes the larger one, ``"none"`` is the learned score alone.
 
-Measured on Ped2 (``python -m research.model_study``, models/README.md): on the training-clip speed
+Measured on Ped2 (``python -m research.model_study``, docs/models.md): on the training-clip speed
 proxy the default scores 0.9990 against scalep's 0.9987 (paired bootstrap 90 % interval of the
 difference -0.0011..+0.0012: a tie); alone, the learned score is below scalep (reconstruction 0.9983,
 prediction 0.9956). It catches a texture crossing the walkway that scalep cannot (cross 0.97 against

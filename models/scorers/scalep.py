@@ -9,7 +9,7 @@ training video hardly visited raised false alarms on most frames of a held-out n
 score is the cell's flow magnitude divided by its scale (about 1 for the fastest normal motion
 there); the frame score is the max over cells.
 
-Measured against learned temporal models on Ped2 (the research notes in models/README.md): a shared
+Measured against learned temporal models on Ped2 (the research notes in docs/models.md): a shared
 per-cell temporal autoencoder and a future-feature predictor, trained on the same normalised features,
 scored below this on held-out training clips and on the test clips, and cost 10-20x more per window;
 so this is the default and the learned models are not shipped.

@@ -17,7 +17,7 @@ fastest normal motion, not infinitely::
 
 With alpha = 1 every s_b is the scale and this is scalep exactly; the direction term only ever adds
 to it. q and alpha were chosen leave-one-clip-out on the Ped2 training clips against synthetic speed
-and wrong-direction anomalies (research/direction_study.py, models/README.md). The exported graph is
+and wrong-direction anomalies (research/direction_study.py, docs/models.md). The exported graph is
 scalep's plus a slice, a multiply, a reduction and a max: ~2.4 µs per window at batch 256 (scalep ~0.7).
 """
 

@@ -22,7 +22,7 @@ import org.apache.flink.types.Row;
  * <p>The key a shard is given is not its index but {@link #balancedKeys}: Flink sends a key to the
  * subtask owning its key group (a hash), so with shard indexes as keys 4 shards over 4 subtasks
  * would leave some subtasks two shards and others none. With one shard per subtask a subtask's
- * records make one stream of batches, which fills its batches fastest (live latency: README).
+ * records make one stream of batches, which fills its batches fastest (live latency: docs/benchmarks.md).
  */
 public final class ShardedRecords implements DeserializationSchema<Row> {
     private static final long serialVersionUID = 1L;
