@@ -16,7 +16,12 @@ Definitions:
   interval; false_alarms_per_hour = false alarms / hours of video whose frames are labelled normal;
 - event_recall: share of labelled intervals overlapped by at least one event;
 - mean_delay_s: from the start of a detected interval to the OPEN of the first event overlapping it
-  (0 when an event was already open), in seconds at the labels' fps.
+  (0 when an event was already open), in seconds at the labels' fps; ``first_alert_delay_s`` is the
+  same figure under the name the event-quality goals use;
+- episodes_per_interval: mean number of events overlapping each labelled interval (1 is one alert
+  per real event; an interval no event overlaps counts 0, so read it beside event_recall);
+- false_episodes_per_hour: events overlapping no labelled interval, per hour of normal video (the
+  same count as false_alarms_per_hour).
 """
 
 from __future__ import annotations
@@ -129,16 +134,22 @@ def metrics(results: list[ClipResult], fps: float) -> dict:
     false_alarms = sum(1 for r in results for ev in r.events if not any(_overlaps(ev, iv) for iv in r.intervals))
     normal_hours = float((y == 0).sum()) / fps / 3600
     intervals = [(r, iv) for r in results for iv in r.intervals]
-    delays = []
+    delays, episodes = [], []
     for r, iv in intervals:
         hits = [ev for ev in r.events if _overlaps(ev, iv)]
+        episodes.append(len(hits))
         if hits:
             delays.append(max(0, min(ev[1] for ev in hits) - iv[0]) / fps)
+    false_per_hour = false_alarms / normal_hours if normal_hours > 0 else None
+    mean_delay = float(np.mean(delays)) if delays else None
     out.update(
         false_alarms=false_alarms,
-        false_alarms_per_hour=false_alarms / normal_hours if normal_hours > 0 else None,
+        false_alarms_per_hour=false_per_hour,
+        false_episodes_per_hour=false_per_hour,
         event_recall=len(delays) / len(intervals) if intervals else None,
-        mean_delay_s=float(np.mean(delays)) if delays else None,
+        episodes_per_interval=float(np.mean(episodes)) if episodes else None,
+        mean_delay_s=mean_delay,
+        first_alert_delay_s=mean_delay,
     )
     return out
 
