@@ -268,6 +268,7 @@ def state_sizes(grids: np.ndarray) -> dict:
     from udfs.score_detect import resolve_threshold
     from vad.config import load_config
     from vad.detect import CameraState, EpisodeDetector, state_to_dict
+    from vad.records import CameraState as JobState
 
     cfg = load_config(env={})
     thr, version, t, _grid = resolve_threshold(cfg.detect, cfg.resolve(cfg.job.model_path))
@@ -276,8 +277,8 @@ def state_sizes(grids: np.ndarray) -> dict:
         det.step(st, "cam-0000", i, 1_700_000_000_000 + 100 * i, thr * 3, np.ones((12, 18), np.float32))
     window = [grids[i] for i in range(t - 1)]
     # ScoreAndDetect's "camera" entry: last frame, the last T-1 grids, the detector state.
-    total = len(pickle.dumps({"frame": 1234, "grids": window, "det": state_to_dict(st)}))
-    detect = len(pickle.dumps(state_to_dict(st)))
+    total = len(pickle.dumps(JobState(1234, window, st)))
+    detect = len(pickle.dumps(state_to_dict(st)))  # the detector's part, as JobState pickles it
     return {"window_bytes": total - detect, "detector_bytes": detect, "total": total}
 
 

@@ -108,7 +108,9 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     # ever run apart.
     events = (
         batches.process(
-            ScoreAndDetect(model, cfg.detect, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores, j.beam_sampling_thread),
+            ScoreAndDetect(
+                model, cfg.detect, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores, j.beam_sampling_thread, cfg.cameras
+            ),
             Types.PICKLED_BYTE_ARRAY(),
         )
         .name("score-detect")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyflink.common import Configuration
 
-from vad.config import REPO_ROOT, Config, state_dir
+from vad.config import LOCAL_CHECKPOINT_DIR, LOCAL_SAVEPOINT_DIR, REPO_ROOT, Config, state_dir
 
 CONNECTOR_DIR = REPO_ROOT / ".cache" / "jars" / "flink"
 
@@ -47,8 +47,32 @@ def local_run_options(cfg: Config) -> None:
         os.environ["FLINK_LOG_DIR"] = str(log_dir)
 
 
-def flink_configuration(cfg: Config) -> Configuration:
+def on_cluster() -> bool:
+    """This driver runs inside a JVM that a cluster's client started (``flink run``, PythonDriver on
+    Kubernetes): PyFlink then connects to that JVM's gateway instead of starting a local one."""
+    return "PYFLINK_GATEWAY_PORT" in os.environ
+
+
+def snapshot_dirs(cfg: Config, cluster: bool) -> dict[str, str]:
+    """The checkpoint and savepoint directories the job sets. Flink gives the job's own settings
+    precedence over the cluster's, so on a cluster only the ones the config names explicitly are set,
+    and the deployment's (the FlinkDeployment's object store) apply otherwise; a local run has no
+    cluster settings, so it falls back to the repository's .cache folders."""
+    j, out = cfg.job, {}
+    for key, explicit, local in (
+        ("execution.checkpointing.dir", j.checkpoint_dir, LOCAL_CHECKPOINT_DIR),
+        ("execution.checkpointing.savepoint-dir", j.savepoint_dir, LOCAL_SAVEPOINT_DIR),
+    ):
+        where = explicit or (None if cluster else local)
+        if where is not None:
+            out[key] = cfg.resolve_uri(where)
+    return out
+
+
+def flink_configuration(cfg: Config, cluster: bool | None = None) -> Configuration:
+    """The job's Flink settings. ``cluster``: whether a cluster runs the job (default: ``on_cluster()``)."""
     j = cfg.job
+    cluster = on_cluster() if cluster is None else cluster
     c = Configuration()
     settings = {
         "pipeline.jars": ";".join(p.as_uri() for p in connector_jars()),
@@ -65,8 +89,7 @@ def flink_configuration(cfg: Config) -> Configuration:
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.checkpoints-after-tasks-finish": "true",
         "execution.checkpointing.storage": "filesystem",
-        "execution.checkpointing.dir": cfg.resolve_uri(j.checkpoint_dir),
-        "execution.checkpointing.savepoint-dir": cfg.resolve_uri(j.savepoint_dir),
+        **snapshot_dirs(cfg, cluster),
         # Kept when the job is cancelled or dies, so it can resume from the last one.
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",

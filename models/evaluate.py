@@ -89,13 +89,13 @@ def detect_clip(
     st, smoothed, events, open_at = CameraState(), [], [], {}
     for i, s in enumerate(raw):
         for e in detector.step(st, name, i, i, float(s), None if cells is None else cells[i]):
-            if e["phase"] == "open":
-                open_at[e["event_id"]] = i
-            elif e["phase"] == "close":
-                events.append((e["start_frame"], open_at[e["event_id"]], e["end_frame"]))
+            if e.phase == "open":
+                open_at[e.event_id] = i
+            elif e.phase == "close":
+                events.append((e.start_frame, open_at[e.event_id], e.end_frame))
         smoothed.append(st.ema)
-    for e in detector.close(st, name, reason="end"):
-        events.append((e["start_frame"], open_at[e["event_id"]], e["end_frame"]))
+    for e in detector.close(st, name, reason="idle"):  # as the job closes at the end of a bounded input
+        events.append((e.start_frame, open_at[e.event_id], e.end_frame))
     return np.asarray(smoothed, np.float64), events
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from models.card import ModelCard, card_path
 from models.evaluate import clip_result, detect_clip, load_labels, metrics, per_clip
 from vad.config import REPO_ROOT, Config, load_config
-from vad.consumer import read_kafka_events
+from vad.consumer import read_kafka_scores
 from vad.detect import EpisodeDetector
 from vad.edge.clips import clip_samples, list_clips
 from vad.kafka_clients import ensure_topics
@@ -67,10 +67,10 @@ def streamed_scores(data: Path, model_path: Path, cfg: Config, timeout_s: float 
     for clip in clips:
         _run(["produce", "--camera", f"eval-{clip.stem}", "--source", str(clip)], env, timeout_s)
     _run(["run"], env, timeout_s)
-    got = read_kafka_events(run_cfg, timeout_s=30, topic=run_cfg.kafka.topics.scores)
+    got = read_kafka_scores(run_cfg, timeout_s=30)
     out: dict[str, list[tuple[int, float]]] = {c.stem: [] for c in clips}
     for s in got:
-        out[s["camera_id"].removeprefix("eval-")].append((s["frame_index"], s["score"]))
+        out[s.camera_id.removeprefix("eval-")].append((s.frame_index, s.score))
     return {k: np.array([v for _, v in sorted(rows)], np.float64) for k, rows in out.items()}
 
 

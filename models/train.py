@@ -94,7 +94,7 @@ def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note) ->
         outputs=[tensors.CELL_SCORES, tensors.FRAME_SCORE],
         # Only the feature settings: camera sources (URLs, maybe with credentials) stay out of the card.
         edge=EdgeSettings.model_validate(features).model_dump(
-            mode="json", exclude={"mask", "realtime", "decoder", "decode_threads"}
+            mode="json", exclude={"realtime", "decoder", "decode_threads"}
         ),
         training_data={
             "folder": data.name,

@@ -6,13 +6,12 @@ little-endian."""
 from __future__ import annotations
 
 import base64
-import json
 import struct
 import time
 
+from vad.records import DeadLetter
 from vad.schema import SchemaError, peek_camera_id
 
-_SAMPLE_BYTES = 256  # enough of a bad payload to debug it, small enough for any topic
 _U32 = struct.Struct("<I")
 
 
@@ -37,13 +36,12 @@ def unpack_batch(blob: bytes) -> list[bytes]:
 
 
 def dead_letter(raw: bytes, err: SchemaError) -> str:
-    return json.dumps(
-        {
-            "reason": err.reason,
-            "detail": err.detail,
-            "camera_id": peek_camera_id(raw) if isinstance(raw, (bytes, bytearray)) else None,
-            "size": len(raw) if raw is not None else 0,
-            "payload_b64": base64.b64encode(bytes(raw[:_SAMPLE_BYTES])).decode() if raw else "",
-            "seen_ms": int(time.time() * 1000),
-        }
-    )
+    """The dead-letter message (``DeadLetter``, as JSON) of a record the job cannot score."""
+    return DeadLetter(
+        reason=err.reason,
+        detail=err.detail,
+        camera_id=peek_camera_id(raw) if isinstance(raw, (bytes, bytearray)) else None,
+        size=len(raw) if raw is not None else 0,
+        payload_b64=base64.b64encode(bytes(raw[: DeadLetter.SAMPLE_BYTES])).decode() if raw else "",
+        seen_ms=int(time.time() * 1000),
+    ).to_json()

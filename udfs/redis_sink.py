@@ -20,13 +20,14 @@ from pyflink.datastream import FlatMapFunction, RuntimeContext
 
 from udfs.metrics import Announcement, vad_metrics
 from vad.config import RedisConfig
+from vad.records import Event
 from vad.redis_store import RedisEventStore
 
 log = logging.getLogger(__name__)
 
 
 class WriteEventsToRedis(FlatMapFunction):
-    """[(event, event JSON)] -> the events' JSON, one string each, after they are in Redis."""
+    """[(Event, its JSON)] -> the events' JSON, one string each, after they are in Redis."""
 
     def __init__(self, cfg: RedisConfig):
         self.cfg = cfg
@@ -43,7 +44,7 @@ class WriteEventsToRedis(FlatMapFunction):
         if getattr(self, "store", None) is not None:
             self.store.close()
 
-    def flat_map(self, value: list[tuple[dict, str]]):
+    def flat_map(self, value: list[tuple[Event, str]]):
         self.announce()
         events = value
         delay = self.cfg.retry_backoff_ms / 1000

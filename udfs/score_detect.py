@@ -7,10 +7,11 @@ batched in the JVM (``io.github.vad.flink.BatchRecords``: full batch, a processi
 watermark, whichever comes first; the batch waits in checkpointed state there), one element per
 batch. This operator keeps each camera's window and detector state in one MapState entry of its
 shard (one state read and one write per camera and batch) and emits little: the batch's events as
-one element, a list of (event, its JSON) pairs, for the Redis writer chained after it in the same
+one element, a list of (``Event``, its JSON) pairs, for the Redis writer chained after it in the same
 Python worker (written in one round trip, then one record each to Kafka; the pairs spare it parsing
-the JSON again), and optionally the batch's per-frame scores as one newline-joined string (split
-into one record per frame in the JVM).
+the JSON again), and optionally the batch's per-frame score lines (``ScoreLine``) as one
+newline-joined string (split into one record per frame in the JVM). The records' types and the
+state's (``CameraState``) are in ``vad.records``.
 
 Rules: frames of a camera are scored in frame order within a batch; a frame not newer than the last
 one scored for its camera is late or a duplicate and is dropped (counted); a GAP flag resets the
@@ -20,9 +21,10 @@ its open event closed.
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pyflink.common import Types
@@ -37,7 +39,9 @@ from udfs.beam_sampler import disable_sampling_thread
 from udfs.metrics import Announcement, vad_metrics
 from vad.batch_decode import decode_batch
 from vad.config import DetectConfig
-from vad.detect import CameraState, EpisodeDetector, state_from_dict, state_to_dict
+from vad.detect import CameraState as DetectorState
+from vad.detect import EpisodeDetector
+from vad.records import CameraState, Event, ScoreLine
 from vad.schema import N_CHANNELS, SchemaError
 from vad.windows import fill_window
 
@@ -75,6 +79,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         ttl_s: int,
         emit_scores: bool,
         beam_sampling_thread: bool = True,  # Beam's default; the job passes job.beam_sampling_thread
+        cameras: Mapping[str, Any] | None = None,  # the config's cameras: sensitivity and mask per camera
     ):
         self.model_path = model_path
         self.detect = detect
@@ -82,6 +87,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.ttl_s = ttl_s
         self.emit_scores = emit_scores
         self.beam_sampling_thread = beam_sampling_thread
+        self.camera_settings = dict(cameras or {})
 
     def open(self, runtime_context: RuntimeContext):
         if not self.beam_sampling_thread:
@@ -89,9 +95,9 @@ class ScoreAndDetect(KeyedProcessFunction):
             # builds the operators that bundle will run).
             disable_sampling_thread()
         thr, version, self.window, self.grid = resolve_threshold(self.detect, Path(self.model_path))
-        self.detector = EpisodeDetector(self.detect, thr, version)
+        self.detector = EpisodeDetector(self.detect, thr, version, self.camera_settings)
         self.scorer = OnnxScorer(Path(self.model_path))
-        # camera id -> {"frame": last frame scored, "grids": its last T-1 grids, "det": detector state}
+        # camera id -> CameraState (last frame scored, its last T-1 grids, detector state)
         cams = MapStateDescriptor("camera", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         cams.enable_time_to_live(_ttl(self.ttl_s))
         self.cameras = runtime_context.get_map_state(cams)
@@ -126,26 +132,27 @@ class ScoreAndDetect(KeyedProcessFunction):
         if ctx.time_domain() == TimeDomain.EVENT_TIME and due is not None and timestamp >= due:
             yield from self._close_idle(timestamp)
 
-    def _emit(self, events: list[dict]) -> list[tuple[dict, str]]:
+    def _emit(self, events: list[Event]) -> list[tuple[Event, str]]:
         out = []
         for e in events:
-            if e["phase"] == "open":
+            if e.phase == "open":
                 self.m_opened.inc()
-            elif e["phase"] == "close":
+            elif e.phase == "close":
                 self.m_closed.inc()
-            out.append((e, json.dumps(e, separators=(",", ":"))))
+            out.append((e, e.to_json()))
         return out
 
     def _close_idle(self, watermark: int):
         next_due, events = None, []
-        for cam, entry in list(self.cameras.items()):
-            if not entry["det"] or entry["det"]["open"] is None:
+        for cam, stored in list(self.cameras.items()):
+            entry = CameraState.load(stored)
+            st = entry.det
+            if st is None or st.open is None:
                 continue
-            st = state_from_dict(entry["det"])
             due = st.last_ts + self.idle_close_ms
             if due <= watermark:
                 closed = self.detector.close(st, cam, reason="idle")
-                self.cameras.put(cam, {**entry, "det": state_to_dict(st)})
+                self.cameras.put(cam, entry)
                 events += self._emit(closed)
             else:
                 # Its last flush registered a timer at or after this time, so the scan runs again.
@@ -172,22 +179,24 @@ class ScoreAndDetect(KeyedProcessFunction):
             yield DEAD_LETTER, dead_letter(items[i], e)
         # Frames that arrived out of order within one batch are put back in order per camera.
         recs.sort(key=lambda r: (r.camera_id, r.frame_index))
+        # Each camera's state is changed in place (the object the state cache holds) and written back
+        # (put) in _detect; a camera with only late frames here keeps what it had.
         histories, keep, entries = [], [], {}
         for r in recs:
             cam = r.camera_id
             e = entries.get(cam)
             if e is None:
                 stored = self.cameras.get(cam)
-                e = entries[cam] = dict(stored) if stored else {"frame": None, "grids": [], "det": None}
-            if e["frame"] is not None and not r.gap and r.frame_index <= e["frame"]:
+                e = entries[cam] = CameraState() if stored is None else CameraState.load(stored)
+            if e.frame is not None and not r.gap and r.frame_index <= e.frame:
                 self.m_late.inc()
                 continue
-            grids = [r.features] if r.gap or e["frame"] is None else [*e["grids"], r.features]
-            e["frame"], e["grids"] = r.frame_index, grids[-self.window :]
-            histories.append(e["grids"])
+            grids = [r.features] if r.gap or e.frame is None else [*e.grids, r.features]
+            e.frame, e.grids = r.frame_index, grids[-self.window :]
+            histories.append(e.grids)
             keep.append(r)
         for e in entries.values():
-            e["grids"] = e["grids"][-(self.window - 1) :] if self.window > 1 else []
+            e.grids = e.grids[-(self.window - 1) :] if self.window > 1 else []
         if not keep:  # only late frames: no entry changed
             return
         windows = np.empty((len(keep), self.window, *self.grid, N_CHANNELS), np.float32)
@@ -201,34 +210,29 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.m_scored.inc(len(keep))
         yield from self._detect(keep, frame, cells, entries, ctx)
 
-    def _detect(self, recs, frame, cells, entries: dict[str, dict], ctx):
-        states: dict[str, CameraState] = {}
-        lines, events, quoted = [], [], {}
-        for r, f, c in zip(recs, frame, cells, strict=True):
+    def _detect(self, recs, frame, cells, entries: dict[str, CameraState], ctx):
+        states: dict[str, DetectorState] = {}
+        events = []
+        scores = frame.tolist()  # the scores as Python floats, all at once
+        for r, score, c in zip(recs, scores, cells, strict=True):
             cam = r.camera_id
             st = states.get(cam)
             if st is None:
-                det = entries[cam]["det"]
-                st = states[cam] = state_from_dict(det) if det else CameraState()
-            score = float(f)
+                e = entries[cam]
+                if e.det is None:
+                    e.det = DetectorState()
+                st = states[cam] = e.det
             self.m_score.update(int(score * 1000))
             events += self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=r.gap))
-            if self.emit_scores:
-                # Formatted by hand: json.dumps of a dict per frame profiled as a tenth of this
-                # operator. repr(float) is what json.dumps writes; the camera id is JSON-quoted.
-                q = quoted.get(cam) or quoted.setdefault(cam, json.dumps(cam))
-                lines.append(f'{{"camera_id":{q},"frame_index":{r.frame_index},"ts_ms":{r.ts_ms},"score":{score!r}}}')
         if events:  # one element per batch: the Redis writer stores them in one round trip
             yield events
-        if lines:
-            yield SCORES, "\n".join(lines)
+        if self.emit_scores and recs:
+            yield SCORES, ScoreLine.join_frames(recs, scores)
         latest_open = 0
         for cam, e in entries.items():
             st = states.get(cam)
-            if st is not None:
-                e["det"] = state_to_dict(st)
-                if st.open is not None:
-                    latest_open = max(latest_open, st.last_ts)
+            if st is not None and st.open is not None:
+                latest_open = max(latest_open, st.last_ts)
             self.cameras.put(cam, e)
         if latest_open:
             # Closes the episode of a camera that goes silent, once the watermark passes this point.

@@ -15,13 +15,17 @@ The event id is derived from camera and start frame only, so a replay yields the
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vad.config import DetectConfig
 
-EVENT_SCHEMA = "vad.event/v1"
+if TYPE_CHECKING:
+    from vad.records import Event
+
 _ID_NAMESPACE = uuid.UUID("6f1c8f5e-6a39-4c1e-9a57-0d1f1f7c2a10")
 
 
@@ -55,24 +59,31 @@ class CameraState:
 
 
 class EpisodeDetector:
-    def __init__(self, cfg: DetectConfig, threshold: float, model_version: str = ""):
+    def __init__(
+        self, cfg: DetectConfig, threshold: float, model_version: str = "", cameras: Mapping[str, Any] | None = None
+    ):
+        """``cameras``: the config's ``cameras`` section (each entry's ``sensitivity`` and ``mask``);
+        a camera not in it has sensitivity 1 and no mask."""
         if not threshold > 0:
             raise ValueError("threshold must be positive")
         self.cfg = cfg
         self.base_threshold = float(threshold)
         self.model_version = model_version
+        self.cameras = dict(cameras or {})
 
     def threshold_for(self, camera_id: str) -> float:
-        o = self.cfg.cameras.get(camera_id)
-        return self.base_threshold / (o.sensitivity if o else 1.0)
+        o = self.cameras.get(camera_id)
+        return self.base_threshold / (o.sensitivity if o is not None else 1.0)
 
     def frame_score(self, camera_id: str, frame_score: float, cells: np.ndarray | None) -> float:
-        """The model's frame score is the max over cells; a region mask recomputes it without
-        the masked cells."""
-        o = self.cfg.cameras.get(camera_id)
-        if not o or not o.mask or cells is None:
+        """The model's frame score is the max over cells; the camera's mask recomputes it without
+        the masked cells (the same cells whose features the edge zeroes)."""
+        o = self.cameras.get(camera_id)
+        if o is None or not o.mask or cells is None:
             return float(frame_score)
         m = cells.astype(np.float32, copy=True)
+        # The mask was checked against the camera's grid at load; a cell outside the model's grid
+        # (a config the edge did not run with) is skipped rather than failing the job.
         for r, c in o.mask:
             if 0 <= r < m.shape[0] and 0 <= c < m.shape[1]:
                 m[r, c] = -np.inf
@@ -87,11 +98,11 @@ class EpisodeDetector:
         score: float,
         cells: np.ndarray | None = None,
         gap: bool = False,
-    ) -> list[dict]:
+    ) -> list[Event]:
         if frame <= st.last_frame:
             st.dropped += 1
             return []
-        out: list[dict] = []
+        out: list[Event] = []
         if gap:
             out += self.close(st, camera_id, reason="gap")
             st.ema, st.run = None, 0
@@ -131,7 +142,7 @@ class EpisodeDetector:
 
     def close(
         self, st: CameraState, camera_id: str, reason: str, frame: int | None = None, ts_ms: int | None = None
-    ) -> list[dict]:
+    ) -> list[Event]:
         ev = st.open
         if ev is None:
             return []
@@ -140,28 +151,32 @@ class EpisodeDetector:
         end = st.last_frame if frame is None else frame
         st.cooldown_until = end + self.cfg.cooldown_frames
         ts = st.last_ts if ts_ms is None else ts_ms
-        e = self._event(ev, camera_id, "close", end, ts, self.threshold_for(camera_id))
-        e["close_reason"] = reason
-        return [e]
+        return [self._event(ev, camera_id, "close", end, ts, self.threshold_for(camera_id), reason)]
 
-    def _event(self, ev: OpenEvent, camera_id: str, phase: str, frame: int, ts_ms: int, thr: float) -> dict:
+    def _event(
+        self, ev: OpenEvent, camera_id: str, phase: str, frame: int, ts_ms: int, thr: float, reason: str | None = None
+    ) -> Event:
+        # Imported here: vad.records imports this module (the job's state holds the detector's), and
+        # events are rare, the state's pickling is not.
+        from vad.records import Event
+
         ev.seq += 1
-        return {
-            "schema": EVENT_SCHEMA,
-            "event_id": ev.event_id,
-            "camera_id": camera_id,
-            "phase": phase,
-            "seq": ev.seq,
-            "start_frame": ev.start_frame,
-            "end_frame": frame,
-            "start_ts_ms": ev.start_ts_ms,
-            "ts_ms": ts_ms,
-            "peak_score": round(float(ev.peak_score), 5),
-            "peak_frame": ev.peak_frame,
-            "threshold": round(float(thr), 5),
-            "heatmap": _heatmap_json(ev.heatmap),
-            "model_version": self.model_version,
-        }
+        return Event(
+            event_id=ev.event_id,
+            camera_id=camera_id,
+            phase=phase,
+            seq=ev.seq,
+            start_frame=ev.start_frame,
+            end_frame=frame,
+            start_ts_ms=ev.start_ts_ms,
+            ts_ms=ts_ms,
+            peak_score=round(float(ev.peak_score), 5),
+            peak_frame=ev.peak_frame,
+            threshold=round(float(thr), 5),
+            heatmap=_heatmap_json(ev.heatmap),
+            model_version=self.model_version,
+            close_reason=reason,
+        )
 
 
 def _heatmap(cells: np.ndarray | None) -> np.ndarray | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import redis
 
 from vad.config import RedisConfig
+from vad.records import Event
 
 _WRITE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
@@ -64,8 +65,8 @@ class RedisEventStore:
     def recent_key(self) -> str:
         return f"{self.cfg.key_prefix}:events:recent"
 
-    def write_events(self, events: list[tuple[dict, str]]) -> list[bool]:
-        """Writes (event, its JSON) pairs in one round trip (a pipeline of the idempotent script,
+    def write_events(self, events: list[tuple[Event, str]]) -> list[bool]:
+        """Writes (event, its JSON: ``Event.to_json``) pairs in one round trip (a pipeline of the idempotent script,
         in order; not a transaction: each event is atomic on its own, and a retry of the whole
         list skips what was written). True where written, False where already there."""
         try:
@@ -75,31 +76,31 @@ class RedisEventStore:
             self.r.script_load(_WRITE)
             return self._send(events)
 
-    def _send(self, events: list[tuple[dict, str]]) -> list[bool]:
+    def _send(self, events: list[tuple[Event, str]]) -> list[bool]:
         pipe = self.r.pipeline(transaction=False)
         for event, raw in events:
             keys = self._keys(event)
             pipe.evalsha(self._write.sha, len(keys), *keys, *self._args(event, raw))
         return [bool(x) for x in pipe.execute()]
 
-    def _keys(self, event: dict) -> list[str]:
-        cam, eid = event["camera_id"], event["event_id"]
+    def _keys(self, event: Event) -> list[str]:
+        cam, eid = event.camera_id, event.event_id
         return [
-            f"{self.cfg.key_prefix}:seen:{eid}:{event['seq']}",
+            f"{self.cfg.key_prefix}:seen:{eid}:{event.seq}",
             self.stream_key(cam),
             self.camera_key(cam),
             self.recent_key,
         ]
 
-    def _args(self, event: dict, raw: str) -> list:
-        state = "normal" if event["phase"] == "close" else "anomaly"
+    def _args(self, event: Event, raw: str) -> list:
+        state = "normal" if event.phase == "close" else "anomaly"
         return [
             self.cfg.event_ttl_s,
             self.cfg.stream_maxlen,
             raw,
-            event["event_id"],
-            event["ts_ms"],
-            event["phase"],
+            event.event_id,
+            event.ts_ms,
+            event.phase,
             state,
         ]
 
@@ -108,6 +109,7 @@ class RedisEventStore:
         return sorted(k[len(pre) :] for k in self.r.scan_iter(match=pre + "*", count=500))
 
     def events(self, camera: str, count: int = 10_000) -> list[str]:
+        """The camera's events, oldest first, as stored: JSON (``Event.parse`` reads one)."""
         return [fields["event"] for _id, fields in self.r.xrange(self.stream_key(camera), count=count)]
 
     def camera_state(self, camera: str) -> dict:

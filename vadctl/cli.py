@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from vad.config import ConfigError, dump_config, load_config
+from vad.config import REPO_ROOT, ConfigError, dump_config, load_config
 
 log = logging.getLogger("vad")
 
@@ -103,8 +103,22 @@ def _cmd_events(cfg, args) -> int:
     if not args.quiet:
         for src in ("kafka", "redis"):
             for e in got[src]:
-                print(f"[{src}] {json.dumps(e, separators=(',', ':'))[:400]}")
+                print(f"[{src}] {e.to_json()[:400]}")
     print(json.dumps(summarise(got)))
+    return 0
+
+
+def _cmd_schemas(cfg, args) -> int:
+    from vad.records import stale_schemas, write_schemas
+
+    folder = Path(args.dir)
+    if args.check:
+        stale = stale_schemas(folder)
+        for name in stale:
+            print(f"{folder / name}: differs from vad/records.py (run: vad schemas)", file=sys.stderr)
+        return int(bool(stale))
+    for path in write_schemas(folder):
+        print(path)
     return 0
 
 
@@ -158,6 +172,43 @@ def _cmd_demo(cfg, args) -> int:
     return run_demo(cfg, args.config)
 
 
+CONFIG_TARGETS = {"yaml": REPO_ROOT / "config" / "default.yaml", "markdown": REPO_ROOT / "docs" / "configuration.md"}
+
+
+def _cmd_config(cfg, args) -> int:
+    from vad import config_render as r
+    from vad.config import load_config_with_sources
+
+    if args.action == "show":
+        cfg, sources = load_config_with_sources(args.config)
+        fmt = args.format or "table"
+        if fmt not in ("yaml", "table"):
+            raise ValueError(f"`config show` prints yaml or table, not {fmt}")
+        print((r.show_yaml if fmt == "yaml" else r.show_table)(cfg, sources), end="")
+        return 0
+    fmt = args.format or "yaml"
+    if fmt not in CONFIG_TARGETS:
+        raise ValueError(f"`config defaults` writes yaml or markdown, not {fmt}")
+    text = r.defaults_yaml() if fmt == "yaml" else r.defaults_markdown()
+    target = CONFIG_TARGETS[fmt]
+    if fmt == "markdown" and (args.write or args.check):
+        text = r.replace_generated(target.read_text(), text)
+    if args.check:
+        if target.read_text() != text:
+            print(
+                f"{target}: differs from vad/config.py (run: vad config defaults --format {fmt} --write)",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    if args.write:
+        target.write_text(text)
+        print(target)
+        return 0
+    print(text, end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vad", description="Real-time video anomaly detection on Flink.")
     p.add_argument("--config", default=None, help="YAML config file; VAD_* environment variables override it")
@@ -178,18 +229,18 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_submit)
     s = sub.add_parser("savepoint", help="trigger a savepoint of a running job; prints its path")
     s.add_argument("job_id")
-    s.add_argument("--dir", default=None, help="target directory (default job.savepoint_dir)")
+    s.add_argument("--dir", default=None, help="target directory (default job.savepoint_dir, else the cluster's)")
     s.set_defaults(fn=_cmd_savepoint)
     s = sub.add_parser("cancel", help="cancel a job, or stop it with a savepoint (--savepoint; prints its path)")
     s.add_argument("job_id")
     s.add_argument("--savepoint", action="store_true", help="stop with a savepoint, to resume with submit")
-    s.add_argument("--dir", default=None, help="savepoint directory (default job.savepoint_dir)")
+    s.add_argument("--dir", default=None, help="savepoint directory (default job.savepoint_dir, else the cluster's)")
     s.add_argument("--drain", action="store_true", help="with --savepoint: flush timers first (final stop)")
     s.set_defaults(fn=_cmd_cancel)
     s = sub.add_parser("produce", help="stream a video source's motion features to Kafka")
-    s.add_argument("--camera", default=None, help="camera id (its edge.cameras entry applies if listed)")
+    s.add_argument("--camera", default=None, help="camera id (its cameras.<id> entry applies if listed)")
     s.add_argument("--source", default=None, help="file path, stream URL, or device number")
-    s.add_argument("--all", action="store_true", help="every camera in edge.cameras, one worker each")
+    s.add_argument("--all", action="store_true", help="every camera in cameras, one worker each")
     s.add_argument("--limit", type=int, default=None, help="stop after this many sampled frames per camera")
     s.add_argument("--realtime", action="store_true", default=None, help="pace files at their native fps")
     s.set_defaults(fn=_cmd_produce)
@@ -200,6 +251,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--expect", type=int, default=None, help="stop early once this many Kafka events arrived")
     s.add_argument("--quiet", action="store_true", help="summary only")
     s.set_defaults(fn=_cmd_events)
+    s = sub.add_parser("schemas", help="write the JSON Schemas of the job's output records (vad/records.py)")
+    s.add_argument("--dir", default=str(REPO_ROOT / "docs" / "schemas"), help="folder (default docs/schemas)")
+    s.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files there differ")
+    s.set_defaults(fn=_cmd_schemas)
     s = sub.add_parser("train", help="train a model on DIR/train and export ONNX + card to OUT")
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
@@ -220,6 +275,22 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_evaluate)
     s = sub.add_parser("demo", help="end to end on the embedded stack (what `make demo` runs)")
     s.set_defaults(fn=_cmd_demo)
+    s = sub.add_parser("config", help="the effective configuration, or the defaults written out")
+    s.add_argument(
+        "action",
+        choices=["show", "defaults"],
+        help="show: every field's value, source (default, file:, env:) and meaning; "
+        "defaults: every field's default with its meaning, as config/default.yaml or docs/configuration.md holds them",
+    )
+    s.add_argument(
+        "--format",
+        choices=["yaml", "table", "markdown"],
+        default=None,
+        help="show: table (default) or yaml; defaults: yaml (default) or markdown",
+    )
+    s.add_argument("--write", action="store_true", help="defaults: write config/default.yaml (docs/configuration.md)")
+    s.add_argument("--check", action="store_true", help="defaults: write nothing; exit 1 if that file differs")
+    s.set_defaults(fn=_cmd_config)
     return p
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from vad.config import REPO_ROOT, Config, state_dir
+from vad.config import LOCAL_CHECKPOINT_DIR, LOCAL_SAVEPOINT_DIR, REPO_ROOT, Config, state_dir
 from vadctl.stack import Service, StackError, stop_process
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,9 @@ def write_conf(cfg: Config) -> Path:
             # Blobs, Python worker folders and the web upload folder go with the state folder.
             "io.tmp.dirs": str(base / "tmp"),
             "web.tmpdir": str(base / "tmp" / "web"),
-            "execution.checkpointing.savepoint-dir": cfg.resolve_uri(cfg.job.savepoint_dir),
+            # Where this cluster's jobs keep snapshots unless their config names a directory.
+            "execution.checkpointing.dir": cfg.resolve_uri(cfg.job.checkpoint_dir or LOCAL_CHECKPOINT_DIR),
+            "execution.checkpointing.savepoint-dir": cfg.resolve_uri(cfg.job.savepoint_dir or LOCAL_SAVEPOINT_DIR),
         }
     )
     header = "# Written by `vad stack up --cluster` (vadctl/cluster.py); rewritten on every start.\n"
@@ -387,7 +389,9 @@ def _await_savepoint(cfg: Config, job_id: str, trigger: str, deadline: float) ->
 def savepoint(cfg: Config, job_id: str, target: str | None = None) -> str:
     """Trigger a savepoint of a running job and wait for it; returns its location."""
     deadline = time.monotonic() + cfg.cluster.savepoint_timeout_s
-    body = {"target-directory": _uri(cfg, target or cfg.job.savepoint_dir), "cancel-job": False}
+    body: dict = {"cancel-job": False}
+    if target or cfg.job.savepoint_dir:  # else the cluster's execution.checkpointing.savepoint-dir
+        body["target-directory"] = _uri(cfg, target or cfg.job.savepoint_dir)
     trig = rest(cfg, "POST", f"/jobs/{job_id}/savepoints", body)
     return _await_savepoint(cfg, job_id, trig["request-id"], deadline)
 
@@ -397,7 +401,9 @@ def stop(cfg: Config, job_id: str, target: str | None = None, drain: bool = Fals
     sinks' transactions, the job ends FINISHED. drain=True also flushes event-time timers (only for
     a job that will not be resumed). Returns the savepoint location."""
     deadline = time.monotonic() + cfg.cluster.savepoint_timeout_s
-    body = {"targetDirectory": _uri(cfg, target or cfg.job.savepoint_dir), "drain": drain}
+    body: dict = {"drain": drain}
+    if target or cfg.job.savepoint_dir:  # else the cluster's execution.checkpointing.savepoint-dir
+        body["targetDirectory"] = _uri(cfg, target or cfg.job.savepoint_dir)
     trig = rest(cfg, "POST", f"/jobs/{job_id}/stop", body)
     location = _await_savepoint(cfg, job_id, trig["request-id"], deadline)
     wait_state(cfg, job_id, {"FINISHED"}, max(1.0, deadline - time.monotonic()))

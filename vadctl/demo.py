@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from vad.config import REPO_ROOT, Config
-from vad.consumer import read_kafka_events, read_redis_events, summarise
+from vad.consumer import read_kafka_events, read_kafka_scores, read_redis_events, summarise
 from vadctl import stack
 from vadctl.synth import write_scene
 
@@ -67,12 +67,10 @@ def run_demo(cfg: Config, config_path: str | None) -> int:
             return 1
         kafka_events = read_kafka_events(cfg, timeout_s=10)
         redis_events = read_redis_events(cfg)
-        scored = read_kafka_events(cfg, timeout_s=10, topic=cfg.kafka.topics.scores)
+        scored = read_kafka_scores(cfg, timeout_s=10)
         for e in kafka_events:
-            span = f"frames {e['start_frame']}-{e['end_frame']}"
-            print(
-                f"event  {e['camera_id']:<10} {e['phase']:<6} id={e['event_id'][:12]} {span} peak={e['peak_score']:.2f}"
-            )
+            span = f"frames {e.start_frame}-{e.end_frame}"
+            print(f"event  {e.camera_id:<10} {e.phase:<6} id={e.event_id[:12]} {span} peak={e.peak_score:.2f}")
         summary = {
             "frames_produced": sum(p["sent"] for p in produced),
             "records_scored": len(scored),

@@ -1,5 +1,6 @@
 """A real KRaft broker and Redis server for the integration tests, on ports of their own, started
-once per session by the project's own stack code and always stopped."""
+once per session by the project's own stack code and always stopped. Every record a test reads back
+from the job is checked against its published JSON Schema (``published_schemas_checked``)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,33 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from published_schemas import check
 
+from vad import consumer
 from vad.config import load_config
 from vadctl import stack
 
 REPO = Path(__file__).resolve().parents[2]
 PORTS = {"VAD_STACK__KAFKA_PORT": "29092", "VAD_STACK__CONTROLLER_PORT": "29093", "VAD_STACK__REDIS_PORT": "26379"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def published_schemas_checked():
+    """Every event, score line and dead letter read through vad.consumer (all the tests' reads of the
+    job's output go there: read_kafka_events, read_redis_events, read_kafka_scores, ...) is validated
+    with jsonschema against docs/schemas before it is parsed, in every integration module: no test can
+    forget it, and the published contract is checked against what the job really writes. Module
+    scope, not session: the patch must end with the integration tests, or unit tests run after them
+    would meet it."""
+    parse = consumer.parse
+
+    def checked(kind, text):
+        check(kind, text)
+        return parse(kind, text)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(consumer, "parse", checked)
+        yield
 
 
 def pytest_collection_modifyitems(items):

@@ -20,6 +20,7 @@ from kafka.partitioner.default import murmur2
 from vad.config import Config, load_config
 from vad.consumer import read_kafka_events, read_redis_events
 from vad.kafka_clients import ensure_topics, make_producer
+from vad.records import Event
 from vad.schema import N_CHANNELS, FrameFeatures
 from vadctl import cluster
 
@@ -30,8 +31,8 @@ BEFORE_STOP, AFTER_STOP = ("Test004", "Test002"), ("Test006", "Test001")  # Ped2
 CLIP_SPAN_S = 18  # 180 frames at 10 fps
 
 
-def _key(e: dict) -> tuple:
-    return (e["event_id"], e["seq"], e["phase"], e["start_frame"], e["end_frame"], e["peak_score"])
+def _key(e: Event) -> tuple:
+    return (e.event_id, e.seq, e.phase, e.start_frame, e.end_frame, e.peak_score)
 
 
 def _cluster_env(stack_env: dict) -> dict:
@@ -175,14 +176,14 @@ def test_stop_with_savepoint_and_resume_gives_exactly_the_uninterrupted_events(
     assert vad(run_env, "cancel", resumed) == f"cancelled {resumed}"
     print(f"\ncluster test timings (s): {timings}; events {len(want)}, before stop {len(before)}")
 
-    cams = {e["camera_id"] for e in want_events}
+    cams = {e.camera_id for e in want_events}
     assert want, "the reference run produced no events"
     assert cams & {c for c, _ in before_cams} and cams & {c for c, _ in after_cams}, cams
-    assert {e["camera_id"] for e in before} <= {c for c, _ in before_cams}
+    assert {e.camera_id for e in before} <= {c for c, _ in before_cams}
     # Every episode closed: the end-of-input frames moved the unbounded run's watermark past them.
     assert {e[0] for e in want} == {e[0] for e in want if e[2] == "close"}
     assert 0 < len(before) < len(want)
     # State crossed the stop: an episode opened before it is continued and closed after it.
-    assert {e["event_id"] for e in before} - {e["event_id"] for e in before if e["phase"] == "close"}
+    assert {e.event_id for e in before} - {e.event_id for e in before if e.phase == "close"}
     assert got == want
     assert sorted(map(_key, read_redis_events(run_cfg))) == sorted(map(_key, read_redis_events(ref_cfg))) == want

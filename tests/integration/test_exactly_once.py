@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from vad.config import load_config
-from vad.consumer import read_kafka_events, read_redis_events
+from vad.consumer import read_kafka_events, read_kafka_scores, read_redis_events
 from vad.kafka_clients import ensure_topics, make_consumer, make_producer
+from vad.records import Event
 from vad.schema import N_CHANNELS, FrameFeatures, decode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,8 +26,8 @@ CALM_TAIL = 300
 TAIL_FPS = 50
 
 
-def _key(e: dict) -> tuple:
-    return (e["event_id"], e["seq"], e["phase"], e["start_frame"], e["end_frame"], e["peak_score"])
+def _key(e: Event) -> tuple:
+    return (e.event_id, e.seq, e.phase, e.start_frame, e.end_frame, e.peak_score)
 
 
 def _env(job_env, name: str, tmp: Path, **extra: str) -> dict:
@@ -51,12 +52,12 @@ def _latest_checkpoint(root: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
-def _until_all_scored(jobs, job: subprocess.Popen, cfg, frames: int, timeout_s: float = 600) -> list[dict]:
+def _until_all_scored(jobs, job: subprocess.Popen, cfg, frames: int, timeout_s: float = 600) -> list[Event]:
     """Wait until every frame's score is committed, then until the events stop changing."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert job.poll() is None, f"the job died\n{jobs.logs(job)}"
-        if len(read_kafka_events(cfg, timeout_s=3, topic=cfg.kafka.topics.scores)) >= frames:
+        if len(read_kafka_scores(cfg, timeout_s=3)) >= frames:
             break
         time.sleep(1)
     else:
@@ -142,7 +143,7 @@ def test_restore_from_checkpoint_gives_exactly_the_uninterrupted_events(job_env,
         assert job.poll() is None, f"the job died before it could be interrupted\n{jobs.logs(job)}"
     finally:
         jobs.kill(job)
-    scored_before_kill = len(read_kafka_events(cfg, timeout_s=3, topic=cfg.kafka.topics.scores))
+    scored_before_kill = len(read_kafka_scores(cfg, timeout_s=3))
     tails.join(timeout=120)
     assert not tails.is_alive() and tails.error is None, tails.error
     assert 0 < scored_before_kill < frames, "the kill should land mid-stream"

@@ -54,10 +54,10 @@ def test_silent_camera_is_closed_as_idle_and_does_not_stall_others(job_env, ped2
         while time.monotonic() < deadline and not closed:
             assert job.poll() is None, f"the job died\n{jobs.logs(job)}"
             events = read_kafka_events(cfg, timeout_s=3)
-            closed = [e for e in events if e["camera_id"] == SILENT and e["phase"] == "close"]
+            closed = [e for e in events if e.camera_id == SILENT and e.phase == "close"]
             time.sleep(1)
     finally:
         jobs.kill(job)
     assert closed, "the silent camera's episode was never closed: event time stalled"
-    assert closed[0]["close_reason"] == "idle" and closed[0]["end_frame"] == 69
-    assert any(e["camera_id"] == BUSY for e in events)
+    assert closed[0].close_reason == "idle" and closed[0].end_frame == 69
+    assert any(e.camera_id == BUSY for e in events)

@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from models.card import ModelCard, card_path
 from models.train import score_clips
 from vad.config import load_config
-from vad.consumer import read_kafka_events, read_redis_events
+from vad.consumer import read_kafka_dead_letters, read_kafka_events, read_kafka_scores, read_redis_events
 from vad.edge.clips import clip_features
 from vad.schema import wire_values
 
@@ -45,9 +45,9 @@ def test_every_frame_is_scored_exactly_as_offline(job_run, ped2):
     them: float16 by default), same windows, same model; cameras scored in shared batches do not leak
     into each other."""
     cfg, stats = job_run
-    scores = read_kafka_events(cfg, timeout_s=20, expect=stats["sent"] * 2, topic=cfg.kafka.topics.scores)
+    scores = read_kafka_scores(cfg, timeout_s=20, expect=stats["sent"] * 2)
     for cam, clip in {CAMERA: CLIP, **OTHER}.items():
-        got = sorted((s["frame_index"], s["score"]) for s in scores if s["camera_id"] == cam)
+        got = sorted((s.frame_index, s.score) for s in scores if s.camera_id == cam)
         assert [f for f, _ in got] == list(range(stats["sent"] if cam == CAMERA else len(got)))
         exact = clip_features(ped2 / "test" / f"{clip}.mp4", cfg.edge)
         grids = {clip: np.stack([wire_values(g, cfg.edge.wire_precision) for g in exact])}
@@ -65,22 +65,22 @@ def test_anomalous_clip_yields_an_event_over_the_labelled_interval(job_run, ped2
     lo, hi = lo - 1, hi - 1  # labels are 1-based; frame_index is 0-based
 
     def overlapping(events):
-        closed = [e for e in events if e["camera_id"] == CAMERA and e["phase"] == "close"]
-        return {e["event_id"] for e in closed if e["start_frame"] <= hi and e["end_frame"] >= lo}
+        closed = [e for e in events if e.camera_id == CAMERA and e.phase == "close"]
+        return {e.event_id for e in closed if e.start_frame <= hi and e.end_frame >= lo}
 
     hits = overlapping(kafka_events)
-    assert hits, f"no event overlaps frames {lo}-{hi}: {[(e['phase'], e['start_frame']) for e in kafka_events]}"
+    assert hits, f"no event overlaps frames {lo}-{hi}: {[(e.phase, e.start_frame) for e in kafka_events]}"
     assert hits == overlapping(redis_events)
     # one event per episode: every OPEN has exactly one CLOSE, ids never repeat a phase/seq
-    keys = [(e["event_id"], e["seq"]) for e in kafka_events]
+    keys = [(e.event_id, e.seq) for e in kafka_events]
     assert len(keys) == len(set(keys))
-    opens = sorted(e["event_id"] for e in kafka_events if e["phase"] == "open")
-    closes = sorted(e["event_id"] for e in kafka_events if e["phase"] == "close")
+    opens = sorted(e.event_id for e in kafka_events if e.phase == "open")
+    closes = sorted(e.event_id for e in kafka_events if e.phase == "close")
     assert opens == closes
 
 
 def test_malformed_record_goes_to_dead_letter_with_reason(job_run):
     cfg, _ = job_run
-    dead = read_kafka_events(cfg, timeout_s=20, expect=1, topic=cfg.kafka.topics.dead_letter)
+    dead = read_kafka_dead_letters(cfg, timeout_s=20, expect=1)
     assert len(dead) == 1
-    assert dead[0]["reason"] == "truncated" and dead[0]["size"] == len(b"VADF\x01 not a record")
+    assert dead[0].reason == "truncated" and dead[0].size == len(b"VADF\x01 not a record")

@@ -76,9 +76,9 @@ def test_records_round_trip_through_the_broker(stack_env, run_vad, ped2, topic):
 def test_produce_all_runs_every_configured_camera(stack_env, run_vad, ped2, topic, tmp_path):
     cfg = tmp_path / "edge.yaml"
     cfg.write_text(
-        "edge:\n  progress: false\n  cameras:\n"
-        f"    - {{id: edge-it-a, source: {ped2 / 'test' / 'Test002.mp4'}}}\n"
-        f"    - {{id: edge-it-b, source: {ped2 / 'test' / 'Test003.mp4'}, sample_every: 2, mask: [[0, 0]]}}\n"
+        "edge:\n  progress: false\ncameras:\n"
+        f"  edge-it-a: {{source: {ped2 / 'test' / 'Test002.mp4'}}}\n"
+        f"  edge-it-b: {{source: {ped2 / 'test' / 'Test003.mp4'}, sample_every: 2, mask: [[0, 0]]}}\n"
     )
     r = run_vad(
         "--config", str(cfg), "produce", "--all", "--limit", "20", extra_env={"VAD_KAFKA__TOPICS__FEATURES": topic}

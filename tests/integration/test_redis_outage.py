@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from vad.config import load_config
-from vad.consumer import read_kafka_events, read_redis_events
+from vad.consumer import read_kafka_events, read_kafka_scores, read_redis_events
 from vad.kafka_clients import ensure_topics
 from vadctl import stack
 
@@ -50,14 +50,14 @@ def test_events_survive_a_redis_outage(job_env, ped2, produce, jobs, local_rest)
             restarts = int(local_rest.job_metric("numRestarts") or 0)
         assert job.poll() is None, f"the job gave up during the outage\n{jobs.logs(job)}"
         assert restarts > RESTARTS, f"{restarts} restarts in 300 s"
-        assert read_kafka_events(cfg, timeout_s=5, topic=cfg.kafka.topics.scores), "nothing scored"
+        assert read_kafka_scores(cfg, timeout_s=5), "nothing scored"
         assert stack.up(cfg)["redis"] == "started"
         assert job.wait(timeout=600) == 0, jobs.logs(job)
     finally:
         jobs.kill(job)
     kafka_events = read_kafka_events(cfg, timeout_s=20)
     redis_events = read_redis_events(cfg)
-    key = lambda e: (e["event_id"], e["seq"], e["phase"])  # noqa: E731
+    key = lambda e: (e.event_id, e.seq, e.phase)  # noqa: E731
     assert kafka_events, "no events: the clips hold anomalies"
     assert sorted(map(key, redis_events)) == sorted(set(map(key, kafka_events)))
     assert len(redis_events) == len({key(e) for e in redis_events})

@@ -176,6 +176,10 @@ def test_rendered_job_config_loads_with_the_project_model(rendered, tmp_path):
         assert {t.features, t.events, t.dead_letter, t.scores} == topic_names
         # The job config file lands where the FlinkDeployment's args point.
         assert fd["spec"]["job"]["args"][-2:] == ["--config", "/opt/vad/config/job.yaml"]
+        # Snapshots go where the FlinkDeployment says: a directory in the job's config would override
+        # its flinkConfiguration (jobs/runtime.py sets them only on a local run, or when named).
+        assert cfg.job.checkpoint_dir is None and cfg.job.savepoint_dir is None
+        assert fd["spec"]["flinkConfiguration"]["execution.checkpointing.dir"].startswith("s3://")
 
 
 def _flink_versions() -> dict[str, str]:

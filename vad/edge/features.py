@@ -15,7 +15,8 @@ half the time (edge bench at 180x120, 0.23 -> 0.12 ms per frame). The sums are f
 equals the full-map computation up to float32 rounding (tests/unit/edge/test_features.py checks it).
 
 Units do not depend on ``flow_scale`` or ``resize``: flow is reported in pixels per sampled frame at
-the source's own resolution, ``fg`` on a 0-1 scale. Cells listed in ``mask`` are zeroed.
+the source's own resolution, ``fg`` on a 0-1 scale. The camera's mask cells (``cameras.<id>.mask``)
+are zeroed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import math
 import time
+from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
 import cv2
@@ -80,7 +82,7 @@ class _Geometry(NamedTuple):
 
 
 class FlowFeatureExtractor:
-    def __init__(self, cfg: EdgeSettings):
+    def __init__(self, cfg: EdgeSettings, mask: Iterable[tuple[int, int]] = ()):
         self.cfg = cfg
         self.rows, self.cols = cfg.grid_rows, cfg.grid_cols
         self._prev: np.ndarray | None = None
@@ -90,9 +92,12 @@ class FlowFeatureExtractor:
         self._dis = make_dis(cfg) if cfg.flow == "dis" else None
         self._geometry: _Geometry | None = None
         self._mask = np.ones((self.rows, self.cols, 1), np.float32)
-        for r, c in cfg.mask:
+        cells = list(mask)
+        for r, c in cells:
+            if not (0 <= r < self.rows and 0 <= c < self.cols):
+                raise ValueError(f"mask cell {(r, c)} outside the {self.rows}x{self.cols} grid")
             self._mask[r, c] = 0.0
-        self._masked = bool(cfg.mask)
+        self._masked = bool(cells)
         self._gate = float(cfg.flow_gate)
         self._gate_u8 = np.uint8(math.ceil(self._gate))
         # Accumulated seconds per stage, read by the producer's metrics and the benchmark.
@@ -202,6 +207,6 @@ def tune_malloc(mmap_threshold: int = 4 << 20) -> bool:
     return True
 
 
-def make_extractor(cfg: EdgeSettings) -> FeatureExtractor:
+def make_extractor(cfg: EdgeSettings, mask: Iterable[tuple[int, int]] = ()) -> FeatureExtractor:
     tune_malloc()
-    return FlowFeatureExtractor(cfg)
+    return FlowFeatureExtractor(cfg, mask)

@@ -111,7 +111,7 @@ class CameraWorker:
 
     def _capture_loop(self, limit: int | None, position: int) -> None:
         cfg, st, edge = self.settings, self.stats, self.cfg.edge
-        ex = make_extractor(cfg)
+        ex = make_extractor(cfg, self.cfg.mask_for(self.camera_id))
         block_s = edge.queue_block_ms / 1000.0 if (self.stream.live or cfg.realtime) else edge.send_timeout_s
         bar = self._progress_bar(position)
         pending_gap, next_log, frame_index = False, time.monotonic() + edge.stats_every_s, 0
@@ -244,6 +244,7 @@ def run_cameras(
     stop: threading.Event | None = None,
 ) -> list[CameraWorker]:
     """Run (camera id, source, settings) workers to the end of their sources, or until a signal.
+    A camera's mask is its ``cameras.<id>.mask`` in ``cfg``, as in the job.
 
     Every source is opened before anything is sent, so a bad path or URL fails at start (SourceError).
     Returns the workers; their ``stats`` and ``error`` say how each camera went.
@@ -321,11 +322,11 @@ def _settings(cfg: Config, cam, realtime: bool | None) -> EdgeSettings:
 def produce(
     cfg: Config, camera_id: str, source: str | None = None, limit: int | None = None, realtime: bool | None = None
 ) -> CameraStats:
-    """Stream one camera (settings from ``edge.cameras`` when it is listed there). Raises SourceError."""
-    cam = cfg.edge.camera(camera_id)
+    """Stream one camera (its ``cameras.<id>`` entry applies when it is listed there). Raises SourceError."""
+    cam = cfg.camera(camera_id)
     source = source or (cam.source if cam is not None else None)
     if not source:
-        raise SourceError(f"camera {camera_id!r} has no source: pass --source or list it in edge.cameras")
+        raise SourceError(f"camera {camera_id!r} has no source: pass --source or set cameras.{camera_id}.source")
     (w,) = run_cameras(cfg, [(camera_id, source, _settings(cfg, cam, realtime))], limit=limit)
     if w.error is not None:
         raise w.error
@@ -333,8 +334,11 @@ def produce(
 
 
 def produce_all(cfg: Config, limit: int | None = None, realtime: bool | None = None) -> list[CameraWorker]:
-    """Every camera in ``edge.cameras``, one worker each."""
-    if not cfg.edge.cameras:
-        raise ValueError("no cameras configured: add edge.cameras: [{id: ..., source: ...}] to the config")
-    cams = [(c.id, c.source, _settings(cfg, c, realtime)) for c in cfg.edge.cameras]
+    """Every camera in ``cameras``, one worker each."""
+    if not cfg.cameras:
+        raise ValueError("no cameras configured: add cameras: {<id>: {source: ...}} to the config")
+    missing = [cid for cid, c in cfg.cameras.items() if not c.source]
+    if missing:
+        raise ValueError(f"--all streams every configured camera, and these have no source: {', '.join(missing)}")
+    cams = [(cid, c.source, _settings(cfg, c, realtime)) for cid, c in cfg.cameras.items()]
     return run_cameras(cfg, cams, limit=limit)

@@ -85,3 +85,86 @@ def test_the_job_restarts_for_as_long_as_a_failure_lasts_unless_capped():
     assert conf[key + "attempts-before-reset-backoff"] == "5" and conf[key + "initial-backoff"] == "200 ms"
     with pytest.raises(Exception, match=r"job.*restart_max_backoff_ms is below"):
         load_config(env={"VAD_JOB__RESTART_MAX_BACKOFF_MS": "500"})
+
+
+def test_snapshot_dirs_are_the_clusters_unless_the_config_names_them(monkeypatch):
+    from jobs.runtime import flink_configuration, on_cluster
+    from vad.config import REPO_ROOT
+
+    ckpt, sp = "execution.checkpointing.dir", "execution.checkpointing.savepoint-dir"
+    # A local run has no cluster settings: the repository's .cache folders, as before.
+    local = flink_configuration(load_config(env={}), cluster=False).to_dict()
+    assert local[ckpt] == (REPO_ROOT / ".cache" / "checkpoints").as_uri()
+    assert local[sp] == (REPO_ROOT / ".cache" / "savepoints").as_uri()
+    # On a cluster the job leaves them to the cluster (its settings would take precedence).
+    conf = flink_configuration(load_config(env={}), cluster=True).to_dict()
+    assert ckpt not in conf and sp not in conf and conf["execution.checkpointing.storage"] == "filesystem"
+    # A directory the config names is the job's everywhere.
+    env = {"VAD_JOB__CHECKPOINT_DIR": "s3://b/ckpt", "VAD_JOB__SAVEPOINT_DIR": "sp"}
+    for cluster in (True, False):
+        conf = flink_configuration(load_config(env=env), cluster=cluster).to_dict()
+        assert conf[ckpt] == "s3://b/ckpt" and conf[sp] == (REPO_ROOT / "sp").as_uri()
+    # Which case applies: a JVM that runs this driver (flink run, PythonDriver) hands PyFlink its
+    # gateway's port. The gateway of this process is up already (above), so the variable is inert.
+    assert not on_cluster()
+    monkeypatch.setenv("PYFLINK_GATEWAY_PORT", "25333")
+    assert on_cluster() and ckpt not in flink_configuration(load_config(env={})).to_dict()
+
+
+# Flink's own merge of the job's settings over the cluster's, as `flink run` and the Kubernetes
+# operator's PythonDriver set it up (StreamContextEnvironment.setAsContext with the cluster's
+# configuration). A process of its own: the context factory is JVM-global.
+_MERGE = """
+import json
+from pyflink.common import Configuration
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
+from jobs.runtime import flink_configuration
+from vad.config import load_config
+
+jvm = get_gateway().jvm
+cluster = Configuration()
+cluster.set_string("execution.checkpointing.dir", "s3://bucket/checkpoints")
+cluster.set_string("execution.checkpointing.savepoint-dir", "s3://bucket/savepoints")
+context = jvm.org.apache.flink.client.program.StreamContextEnvironment
+loader = jvm.org.apache.flink.core.execution.DefaultExecutorServiceLoader()
+context.setAsContext(loader, cluster._j_configuration, jvm.java.lang.Thread.currentThread().getContextClassLoader(),
+                     False, True)
+out = {}
+try:
+    for name, env in (("default", {}), ("explicit", {"VAD_JOB__CHECKPOINT_DIR": "s3://other/ckpt"})):
+        for on_cluster in (True, False):
+            job = flink_configuration(load_config(env=env), cluster=on_cluster)
+            j_env = StreamExecutionEnvironment.get_execution_environment(job)._j_stream_execution_environment
+            conf = dict(j_env.getConfiguration().toMap())
+            out[f"{name}/{'cluster' if on_cluster else 'local'}"] = [
+                j_env.getClass().getSimpleName(),
+                conf.get("execution.checkpointing.dir"),
+                conf.get("execution.checkpointing.savepoint-dir"),
+            ]
+finally:
+    context.unsetAsContext()
+print(json.dumps(out))
+"""
+
+
+def test_flinks_merge_keeps_the_deployments_snapshot_dirs():
+    import json
+    import subprocess
+    import sys
+
+    from vad.config import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYFLINK_GATEWAY_PORT", "PYFLINK_GATEWAY_DISABLED")}
+    r = subprocess.run(
+        [sys.executable, "-c", _MERGE], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    s3 = ["StreamContextEnvironment", "s3://bucket/checkpoints", "s3://bucket/savepoints"]
+    assert got["default/cluster"] == s3  # what the job runs with on Kubernetes: the FlinkDeployment's
+    # What the job used to do (the local folders whatever the cluster said) would have won the merge.
+    local = (REPO_ROOT / ".cache").as_uri()
+    assert got["default/local"][1:] == [f"{local}/checkpoints", f"{local}/savepoints"]
+    # A directory named in the config is the job's, the other stays the cluster's.
+    assert got["explicit/cluster"] == ["StreamContextEnvironment", "s3://other/ckpt", "s3://bucket/savepoints"]

@@ -12,6 +12,7 @@ from pyflink.datastream import TimeDomain
 from udfs.batches import pack_batch
 from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
 from vad.config import REPO_ROOT, DetectConfig
+from vad.records import DeadLetter, Event, ScoreLine
 from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
 
 MODEL = str(REPO_ROOT / "models" / "default" / "model.onnx")
@@ -81,9 +82,9 @@ def rec(cam, i, value=0.0, flags=0) -> bytes:
     return FrameFeatures(cam, i, 1_800_000_000_000 + 100 * i, 360, 240, f, flags).encode()
 
 
-def operator(**detect) -> ScoreAndDetect:
+def operator(cameras=None, **detect) -> ScoreAndDetect:
     cfg = DetectConfig(threshold=1.0, ema_alpha=1.0, min_frames=1, **detect)
-    op = ScoreAndDetect(MODEL, cfg, 5000, 3600, emit_scores=True)
+    op = ScoreAndDetect(MODEL, cfg, 5000, 3600, emit_scores=True, cameras=cameras)
     op.open(_Runtime())
     return op
 
@@ -96,10 +97,14 @@ def run(op, records, flush=True, batch=100):
     if flush:
         out += list(op.on_timer(2**62, _Ctx(domain=TimeDomain.EVENT_TIME)))
     sides = [o for o in out if isinstance(o, tuple)]
-    scores = [json.loads(line) for t, v in sides if t is SCORES for line in v.split("\n")]
+    lines = [line for t, v in sides if t is SCORES for line in v.split("\n")]
+    assert all(ScoreLine.parse(line).to_json() == line for line in lines)
+    scores = [json.loads(line) for line in lines]
     dead = [json.loads(v) for t, v in sides if t is DEAD_LETTER]
+    assert all(DeadLetter.parse(v).to_json() == v for t, v in sides if t is DEAD_LETTER)
     pairs = [p for o in out if isinstance(o, list) for p in o]
-    assert all(e == json.loads(line) for e, line in pairs)  # the writer stores the JSON, reads the dict
+    # the writer stores the JSON, reads the Event
+    assert all(isinstance(e, Event) and Event.parse(line) == e and e.to_json() == line for e, line in pairs)
     events = [json.loads(line) for _e, line in pairs]
     return scores, events, dead
 
@@ -196,9 +201,11 @@ def test_idle_timers_are_one_per_tick_and_close_a_silent_camera():
 
 @pytest.mark.parametrize("masked", [True, False])
 def test_region_mask_applies_per_camera(masked):
-    from vad.config import CameraOverride
+    from vad.config import load_config
 
-    cams = {"a": CameraOverride(mask=[(r, c) for r in range(12) for c in range(18)])} if masked else {}
+    # The camera's entry as the job gets it: the config's cameras section, mask checked against the grid.
+    cells = [[r, c] for r in range(12) for c in range(18)]
+    cams = load_config(env={"VAD_CAMERAS__A__MASK": str(cells)}).cameras if masked else {}
     op = operator(cameras=cams)
     _, events, _ = run(op, [rec("a", i, 50.0) for i in range(3)])
     assert (events == []) is masked

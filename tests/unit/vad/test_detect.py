@@ -3,7 +3,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from vad.config import CameraOverride, DetectConfig
+from vad.config import CameraConfig, DetectConfig
 from vad.detect import CameraState, EpisodeDetector, event_id
 
 
@@ -18,12 +18,12 @@ def run(scores, cfg=None, camera="cam", thr=1.0, start=0):
 def test_one_event_per_episode_with_lifecycle():
     scores = [0.1] * 5 + [2.0] * 12 + [0.1] * 5
     _, _, ev = run(scores)
-    phases = [e["phase"] for e in ev]
+    phases = [e.phase for e in ev]
     assert phases == ["open", "update", "update", "close"]
-    assert len({e["event_id"] for e in ev}) == 1
-    assert ev[0]["start_frame"] == 5 and ev[-1]["end_frame"] == 17
-    assert [e["seq"] for e in ev] == [1, 2, 3, 4]
-    assert ev[-1]["peak_score"] == 2.0 and len(ev[-1]["heatmap"]) == 2
+    assert len({e.event_id for e in ev}) == 1
+    assert ev[0].start_frame == 5 and ev[-1].end_frame == 17
+    assert [e.seq for e in ev] == [1, 2, 3, 4]
+    assert ev[-1].peak_score == 2.0 and len(ev[-1].heatmap) == 2
 
 
 def test_min_frames_ignores_blips_and_hysteresis_holds_open():
@@ -31,21 +31,21 @@ def test_min_frames_ignores_blips_and_hysteresis_holds_open():
     assert ev == []
     cfg = DetectConfig(ema_alpha=1.0, min_frames=1, close_ratio=0.5, update_every=100)
     _, st, ev = run([2.0, 0.8, 0.6, 0.8], cfg)  # stays above 0.5: no close
-    assert [e["phase"] for e in ev] == ["open"] and st.open is not None
+    assert [e.phase for e in ev] == ["open"] and st.open is not None
 
 
 def test_cooldown_blocks_immediate_reopen():
     cfg = DetectConfig(ema_alpha=1.0, min_frames=1, cooldown_frames=4, update_every=100)
     _, _, ev = run([2, 0, 2, 2, 2, 2, 2, 2], cfg)
-    assert [e["phase"] for e in ev] == ["open", "close", "open"]
+    assert [e.phase for e in ev] == ["open", "close", "open"]
     # closed at frame 1: no OPEN before frame 1 + 4; the episode still starts where the run began
-    assert ev[2]["end_frame"] == 6 and ev[2]["start_frame"] == 2
+    assert ev[2].end_frame == 6 and ev[2].start_frame == 2
 
 
 def test_event_ids_are_stable_and_distinct():
     _, _, a = run([0.0] * 3 + [3.0] * 4)
     _, _, b = run([0.0] * 3 + [3.0] * 4)
-    assert a[0]["event_id"] == b[0]["event_id"] == event_id("cam", 3)
+    assert a[0].event_id == b[0].event_id == event_id("cam", 3)
     assert event_id("cam", 3) != event_id("cam", 4) != event_id("other", 3)
 
 
@@ -62,13 +62,13 @@ def test_gap_closes_and_resets_smoothing():
     st = CameraState()
     det.step(st, "c", 0, 0, 4.0)
     ev = det.step(st, "c", 10, 0, 0.0, gap=True)
-    assert [e["phase"] for e in ev] == ["close"] and ev[0]["close_reason"] == "gap"
+    assert [e.phase for e in ev] == ["close"] and ev[0].close_reason == "gap"
     assert st.ema == 0.0
 
 
 def test_masked_cells_are_ignored_and_sensitivity_scales_threshold():
-    cfg = DetectConfig(ema_alpha=1.0, min_frames=1, cameras={"c": CameraOverride(mask=[(0, 0)], sensitivity=2.0)})
-    det = EpisodeDetector(cfg, 1.0)
+    cams = {"c": CameraConfig(mask=[(0, 0)], sensitivity=2.0)}
+    det = EpisodeDetector(DetectConfig(ema_alpha=1.0, min_frames=1), 1.0, cameras=cams)
     cells = np.array([[5.0, 0.1], [0.1, 0.1]], np.float32)
     assert det.frame_score("c", 5.0, cells) == np.float32(0.1)
     assert det.frame_score("other", 5.0, cells) == 5.0
@@ -98,5 +98,5 @@ def test_camera_state_round_trips_through_its_stored_dict():
     old["open"] = {**old["open"], "heatmap": [[0.5, 1.0, 2.0], [0.0, 0.0, 3.0]]}
     assert state_from_dict(old).open.heatmap.tolist() == [[0.5, 1.0, 2.0], [0.0, 0.0, 3.0]]
     # events carry the heatmap as a list, rounded to 3 decimals
-    ev = det.close(back, "c", reason="test")[0]
-    assert ev["heatmap"] == [[0.123] * 3] * 2
+    ev = det.close(back, "c", reason="idle")[0]
+    assert ev.heatmap == [[0.123] * 3] * 2

@@ -96,3 +96,40 @@ def test_no_pid_file_and_garbage_lines(base):
     assert d.pid() is None
     d.pid_file.write_text("not-a-pid\n\n")
     assert d.pid() is None
+
+
+def test_the_local_cluster_keeps_snapshots_in_the_local_folders_unless_told_otherwise(tmp_path):
+    """Jobs leave snapshot directories to the cluster (jobs/runtime.py), so the local cluster's own
+    configuration names them."""
+    import yaml
+
+    from vad.config import REPO_ROOT, load_config
+
+    env = {"VAD_STACK__STATE_DIR": str(tmp_path / "st")}
+    conf = yaml.safe_load((cluster.write_conf(load_config(env=env)) / "config.yaml").read_text())
+    assert conf["execution.checkpointing.dir"] == (REPO_ROOT / ".cache" / "checkpoints").as_uri()
+    assert conf["execution.checkpointing.savepoint-dir"] == (REPO_ROOT / ".cache" / "savepoints").as_uri()
+    env["VAD_JOB__SAVEPOINT_DIR"] = str(tmp_path / "sp")
+    conf = yaml.safe_load((cluster.write_conf(load_config(env=env)) / "config.yaml").read_text())
+    assert conf["execution.checkpointing.savepoint-dir"] == (tmp_path / "sp").as_uri()
+
+
+def test_a_savepoint_without_a_directory_goes_to_the_clusters(monkeypatch):
+    from vad.config import load_config
+
+    calls = []
+
+    def rest(cfg, method, path, body=None, timeout=10.0):
+        calls.append((path, body))
+        return {"request-id": "r1"}
+
+    monkeypatch.setattr(cluster, "rest", rest)
+    monkeypatch.setattr(cluster, "_await_savepoint", lambda *a: "file:/sp/savepoint-1")
+    cluster.savepoint(load_config(env={}), "j1")
+    cluster.savepoint(load_config(env={"VAD_JOB__SAVEPOINT_DIR": "s3://b/sp"}), "j1")
+    cluster.savepoint(load_config(env={}), "j1", "s3://b/other")
+    assert [b for _, b in calls] == [
+        {"cancel-job": False},
+        {"cancel-job": False, "target-directory": "s3://b/sp"},
+        {"cancel-job": False, "target-directory": "s3://b/other"},
+    ]

@@ -51,12 +51,13 @@ def test_rejects_colour_frames():
 
 
 def test_masked_cells_are_zero_and_others_are_not():
-    cfg = EdgeConfig(normalise="none", mask=[(5, 7), (6, 8), (0, 0)])
-    ex = FlowFeatureExtractor(cfg)
+    ex = FlowFeatureExtractor(EdgeConfig(normalise="none"), mask=[(5, 7), (6, 8), (0, 0)])
     bg = texture(seed=5)
     out = [ex.process(np.roll(bg, 3 * t, axis=1)) for t in range(3)][-1]
     assert not out[5, 7].any() and not out[6, 8].any() and not out[0, 0].any()
     assert out[5, 6, MAG] > 1.0 and out[6, 9, MAG] > 1.0  # unmasked neighbours see the motion
+    with pytest.raises(ValueError, match="outside the 12x18 grid"):
+        FlowFeatureExtractor(EdgeConfig(), mask=[(12, 0)])
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, 0.25])

@@ -145,14 +145,24 @@ def test_bad_sources_fail_fast_with_a_clear_error(args, message):
     assert r.returncode == 1 and message in r.stderr, r.stderr
 
 
-def test_bad_edge_config_is_refused_with_the_field_path(tmp_path):
+def test_bad_camera_config_is_refused_with_the_field_path(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("edge:\n  cameras:\n    - {id: a, source: x.mp4, flow_scale: 7}\n")
+    p.write_text("cameras:\n  a: {source: x.mp4, flow_scale: 7}\n")
     r = _vad("--config", str(p), "produce", "--all")
-    assert r.returncode == 2 and "edge.cameras.0.flow_scale" in r.stderr
-    p.write_text("edge:\n  cameras:\n    - {id: a, source: x.mp4, mask: [[40, 1]]}\n")
+    assert r.returncode == 2 and "cameras.a.flow_scale" in r.stderr
+    p.write_text("cameras:\n  a: {source: x.mp4, mask: [[40, 1]]}\n")
     r = _vad("--config", str(p), "produce", "--all")
-    assert r.returncode == 2 and "cameras.0.mask" in r.stderr
+    assert r.returncode == 2 and "cameras.a.mask: cells [(40, 1)] outside the camera's 12x18 grid" in r.stderr
+    p.write_text("edge:\n  cameras:\n    - {id: a, source: x.mp4}\n")
+    r = _vad("--config", str(p), "produce", "--all")
+    assert r.returncode == 2 and "edge.cameras: moved to the top-level `cameras` section" in r.stderr
+
+
+def test_produce_all_needs_a_source_for_every_camera(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("cameras:\n  a: {source: x.mp4}\n  b: {sensitivity: 2}\n")
+    r = _vad("--config", str(p), "produce", "--all")
+    assert r.returncode == 1 and "these have no source: b" in r.stderr, r.stderr
 
 
 def test_unreachable_broker_is_a_clear_error(ped2):

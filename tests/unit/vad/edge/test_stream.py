@@ -7,6 +7,7 @@ import itertools
 import logging
 import threading
 
+import numpy as np
 import pytest
 from edge_fakes import LIVE, LIVE_ONCE, FakeCapture, FakeOpener, FakeProducer, edge_config, texture
 
@@ -132,6 +133,17 @@ def test_records_are_keyed_decodable_and_counted():
     assert {k for _, k, _, _ in p.records} == {b"cam-1"}
     assert [r.frame_index for r in recs] == list(range(10))
     assert recs[5].features[..., 2].max() > 1.0  # the fake moves 2 px/frame
+
+
+def test_a_cameras_mask_from_the_config_zeroes_its_cells_at_the_edge():
+    cells = [[r, c] for r in range(12) for c in range(9)]  # the left half of the 12x18 grid
+    cfg = load_config(env={"VAD_EDGE__PROGRESS": "false", "VAD_CAMERAS__CAM-1__MASK": str(cells)})
+    for cam, masked in (("cam-1", True), ("cam-2", False)):
+        p = FakeProducer()
+        (w,) = run_cameras(cfg, [(cam, "clip.mp4", cfg.edge_settings(cam))], 6, p, FakeOpener(FakeCapture([8])))
+        feats = np.stack([decode(v).features for *_, v, _ in p.records])
+        assert w.error is None and feats[:, :, 9:].any()  # the fake moves everywhere
+        assert (not feats[:, :, :9].any()) is masked
 
 
 def test_full_queue_drops_newest_counts_and_flags_the_next_record_as_gap():
