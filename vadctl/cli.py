@@ -176,8 +176,8 @@ CONFIG_TARGETS = {"yaml": REPO_ROOT / "config" / "default.yaml", "markdown": REP
 
 
 def _cmd_config(cfg, args) -> int:
-    from vad import config_render as r
     from vad.config import load_config_with_sources
+    from vad.config import render as r
 
     if args.action == "show":
         cfg, sources = load_config_with_sources(args.config)
@@ -196,7 +196,7 @@ def _cmd_config(cfg, args) -> int:
     if args.check:
         if target.read_text() != text:
             print(
-                f"{target}: differs from vad/config.py (run: vad config defaults --format {fmt} --write)",
+                f"{target}: differs from vad/config/ (run: vad config defaults --format {fmt} --write)",
                 file=sys.stderr,
             )
             return 1

@@ -98,7 +98,7 @@ def test_dockerignore_sends_only_what_the_image_copies():
     patterns = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     included = [
         "requirements.txt",
-        "vad/config.py",
+        "vad/config/model.py",
         "jobs/anomaly_job.py",
         "udfs/score_detect.py",
         "models/default/model.onnx",

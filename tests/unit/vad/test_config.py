@@ -73,7 +73,7 @@ def test_shipped_default_yaml_matches_the_embedded_defaults():
 
 def test_shipped_default_yaml_is_what_the_model_generates():
     from vad.config import REPO_ROOT
-    from vad.config_render import defaults_yaml
+    from vad.config.render import defaults_yaml
 
     committed = (REPO_ROOT / "config" / "default.yaml").read_text()
     assert committed == defaults_yaml(), "config/default.yaml is stale: run `vad config defaults --write`"
@@ -85,7 +85,7 @@ def test_shipped_default_yaml_is_what_the_model_generates():
 
 def test_configuration_reference_is_what_the_model_generates():
     from vad.config import REPO_ROOT
-    from vad.config_render import defaults_markdown, replace_generated
+    from vad.config.render import defaults_markdown, replace_generated
 
     page = (REPO_ROOT / "docs" / "configuration.md").read_text()
     fresh = replace_generated(page, defaults_markdown())
@@ -208,7 +208,7 @@ def test_provenance_names_the_file_the_environment_or_the_default(tmp_path):
 
 def test_config_show_lists_every_field_with_value_source_and_description(tmp_path):
     from vad.config import load_config_with_sources
-    from vad.config_render import rows, show_table, show_yaml
+    from vad.config.render import rows, show_table, show_yaml
 
     p = tmp_path / "c.yaml"
     p.write_text("job:\n  batch_size: 32\ncameras:\n  c1: {source: 'rtsp://u:pw@cam/x', flow_scale: 0.25}\n")

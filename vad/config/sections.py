@@ -1,0 +1,265 @@
+"""The configuration sections other than the edge's and the cameras': Kafka, Redis, the local
+stack, a Flink session cluster, the job and episode detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+TopicName = Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._\-]+$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class TopicsConfig(_Strict):
+    """Topic names."""
+
+    features: TopicName = Field("vad.frame-features", description="frame-feature records (edge → job)")
+    events: TopicName = Field("vad.events", description="anomaly events (job → consumers)")
+    dead_letter: TopicName = Field("vad.dead-letter", description="records the job could not score, with a reason")
+    scores: TopicName = Field("vad.frame-scores", description="per-frame scores, written with job.emit_scores")
+    partitions: int = Field(4, ge=1, le=1024, description="partitions of the topics `vad stack up` creates")
+
+
+class KafkaConfig(_Strict):
+    """Kafka connection and topic names, shared by the edge, the job and the tools."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=3, description="Kafka brokers, host:port[,host:port]")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="TLS and/or SASL on the Kafka connections"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, when the protocol uses SASL"
+    )
+    sasl_username: str | None = Field(None, description="SASL user")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password; set it from the environment (VAD_KAFKA__SASL_PASSWORD), never printed"
+    )
+    ssl_cafile: str | None = Field(None, description="CA certificate file for TLS (also the JVM clients' truststore)")
+    group_id: str = Field(
+        "vad-job",
+        min_length=1,
+        max_length=255,
+        description="the job's consumer group; also its transactional ids' prefix",
+    )
+    topics: TopicsConfig = Field(TopicsConfig(), description="topic names")
+
+
+class RedisConfig(_Strict):
+    """Where the job writes events and camera state."""
+
+    host: str = Field("127.0.0.1", description="Redis host")
+    port: Port = Field(6379, description="Redis port")
+    db: int = Field(0, ge=0, le=15, description="Redis database number")
+    password: SecretStr | None = Field(
+        None, description="Redis password; set it from the environment (VAD_REDIS__PASSWORD), never printed"
+    )
+    tls: bool = Field(False, description="connect to Redis over TLS")
+    key_prefix: str = Field(
+        "vad", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$", description="prefix of every Redis key"
+    )
+    stream_maxlen: int = Field(10_000, ge=10, le=10_000_000, description="entries kept per camera stream")
+    event_ttl_s: int = Field(
+        7 * 86400, ge=60, le=365 * 86400, description="lifetime of the dedup keys and the recent-events index"
+    )
+    retry_attempts: int = Field(
+        8, ge=1, le=100, description="tries of a Redis write before the job fails (and restarts from its checkpoint)"
+    )
+    retry_backoff_ms: int = Field(
+        100, ge=1, le=60_000, description="first delay between Redis tries, doubling up to 5 s"
+    )
+    timeout_s: float = Field(2.0, gt=0, le=60, description="Redis socket timeout")
+
+
+class StackConfig(_Strict):
+    """The embedded single-machine stack (`vad stack up`): a KRaft broker and a Redis server."""
+
+    state_dir: Path = Field(
+        Path(".cache/stack"), description="the stack's data, logs and pid files (relative: to the repository)"
+    )
+    kafka_port: Port = Field(9092, description="the embedded broker's client port")
+    controller_port: Port = Field(9093, description="the embedded broker's KRaft controller port")
+    redis_port: Port = Field(6379, description="the embedded Redis server's port")
+    kafka_heap_mb: int = Field(512, ge=128, le=8192, description="the embedded broker's JVM heap")
+    start_timeout_s: float = Field(90, ge=5, le=900, description="how long `vad stack up` waits for the services")
+
+
+class ClusterConfig(_Strict):
+    """A Flink session cluster: where `vad submit` sends the job (any standalone, Kubernetes-session or
+    YARN-session cluster's REST endpoint), and what `vad stack up --cluster` starts on this machine
+    (one JobManager and one TaskManager on 127.0.0.1, REST on the port of ``rest_address``)."""
+
+    rest_address: str = Field(
+        "127.0.0.1:8081", pattern=r"^[A-Za-z0-9.\-]+:\d{1,5}$", description="the cluster's REST endpoint, host:port"
+    )
+    rpc_port: Port = Field(6123, description="JobManager RPC port of the local cluster")
+    task_slots: int = Field(2, ge=1, le=64, description="slots of the local TaskManager")
+    jobmanager_memory_mb: int = Field(
+        1024, ge=512, le=65536, description="JobManager process memory of the local cluster"
+    )
+    taskmanager_memory_mb: int = Field(
+        1728, ge=1024, le=262144, description="TaskManager process memory of the local cluster"
+    )
+    flink_home: Path | None = Field(None, description="Flink distribution; null: the one pyflink ships")
+    start_timeout_s: float = Field(180, ge=10, le=1800, description="how long `vad cluster up` waits for the cluster")
+    submit_timeout_s: float = Field(300, ge=10, le=3600, description="bound of one `flink run`")
+    savepoint_timeout_s: float = Field(
+        300, ge=5, le=3600, description="how long `vad savepoint` and `vad cancel --savepoint` wait"
+    )
+
+
+# Where a local run keeps its snapshots when the config names no directory (jobs/runtime.py).
+LOCAL_CHECKPOINT_DIR = ".cache/checkpoints"
+LOCAL_SAVEPOINT_DIR = ".cache/savepoints"
+
+
+class JobConfig(_Strict):
+    """The Flink job."""
+
+    parallelism: int = Field(1, ge=1, le=1024, description="the job's parallelism")
+    model_path: Path = Field(
+        Path("models/default/model.onnx"),
+        description="ONNX model; its card.json beside it gives window, grid and calibration",
+    )
+    # One shard per subtask: a subtask's records then make one stream of batches, which fill fastest.
+    # More shards than subtasks let an autoscaler raise the parallelism without a new shard count
+    # (which would move state).
+    score_shards: int | None = Field(
+        None, ge=1, le=4096, description="keys across which windows are batched; null: the parallelism"
+    )
+    batch_size: int = Field(64, ge=1, le=4096, description="records of a shard batched in the JVM per element")
+    batch_max_delay_ms: int = Field(50, ge=1, le=10_000, description="flush a partial batch after this")
+    checkpoint_interval_ms: int = Field(
+        5000,
+        ge=100,
+        le=3_600_000,
+        description="checkpoint interval; exactly-once output becomes visible per checkpoint",
+    )
+    # A cluster says where its snapshots live (on Kubernetes, the FlinkDeployment's object store);
+    # a value here would override it, as the job's Flink settings take precedence over the cluster's.
+    checkpoint_dir: str | None = Field(
+        None,
+        min_length=1,
+        description=f"where checkpoints go, path or URI (s3://, file://); null: the cluster's "
+        f"execution.checkpointing.dir, and {LOCAL_CHECKPOINT_DIR} on a local run",
+    )
+    savepoint_dir: str | None = Field(
+        None,
+        min_length=1,
+        description=f"where savepoints go, path or URI; null: the cluster's execution.checkpointing.savepoint-dir, "
+        f"and {LOCAL_SAVEPOINT_DIR} on a local run or the local cluster",
+    )
+    restore_from: str | None = Field(None, description="checkpoint or savepoint path to resume from")
+    delivery: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once", description="the Kafka sinks' guarantee; exactly_once uses Kafka transactions"
+    )
+    transaction_timeout_ms: int = Field(
+        600_000, ge=10_000, le=900_000, description="exactly_once's transaction timeout; at most the broker's maximum"
+    )
+    bounded: bool = Field(False, description="stop at the offsets current at start (demo, tests)")
+    start_from: Literal["earliest", "latest", "committed"] = Field(
+        "earliest",
+        description="where the source starts without state: earliest, latest, or the group's committed offsets "
+        "(earliest where none)",
+    )
+    watermark_ooo_ms: int = Field(500, ge=0, le=600_000, description="out-of-orderness allowed to frames' event time")
+    idle_timeout_ms: int = Field(
+        5000,
+        ge=100,
+        le=3_600_000,
+        description="a camera without frames for this long (event time) has its open event closed; also the "
+        "source's idleness",
+    )
+    bundle_size: int = Field(100, ge=1, le=100_000, description="PyFlink bundle, in elements (batches)")
+    # Longer bundles make fewer, fuller hand-offs to the Python worker, whose cost dominates at high rates.
+    bundle_time_ms: int = Field(
+        50, ge=1, le=60_000, description="the JVM hands a bundle to the Python worker at the latest after this"
+    )
+    buffer_timeout_ms: int = Field(
+        10, ge=0, le=60_000, description="flush network buffers between operators after this (0: every record)"
+    )
+    emit_scores: bool = Field(False, description="also write every frame's score to kafka.topics.scores")
+    # By default a fetch returns as soon as one byte is there, so a live stream is fetched a few
+    # records at a time; waiting a little for more cuts the job's CPU at no latency to speak of.
+    source_fetch_min_bytes: int = Field(65536, ge=1, le=52_428_800, description="the source's Kafka fetch.min.bytes")
+    source_fetch_max_wait_ms: int = Field(
+        20, ge=0, le=1000, description="the source's Kafka fetch.max.wait.ms (the latency bound of a fetch)"
+    )
+    state_backend: Literal["hashmap", "rocksdb"] = Field(
+        "hashmap", description="Flink state backend; rocksdb for more cameras' state than fits in memory"
+    )
+    state_ttl_s: int = Field(3600, ge=60, le=30 * 86400, description="forget cameras silent this long")
+    # C1 only: a new JVM's C2 compiler takes CPU the job lacks for its first minutes.
+    local_jvm_options: str = Field(
+        "-XX:TieredStopAtLevel=1",
+        max_length=2000,
+        description="flags of the JVM `vad run` starts (JVM_ARGS, unless set already)",
+    )
+    # A process of its own, as on a cluster (python.execution-mode: process), so local runs and the
+    # tests run the worker the way a deployment does.
+    local_python_worker: Literal["process", "loopback"] = Field(
+        "process",
+        description="a local run's Python worker: its own process (as on a cluster) or inside the client (loopback)",
+    )
+    local_rest_port: int = Field(
+        0, ge=0, le=65535, description="REST/web UI port of a local run, on loopback; 0: any free one (Flink logs it)"
+    )
+    # Beam joins that thread at every bundle's end while the JVM waits, and PyFlink drops its timings
+    # unread (udfs/beam_sampler.py).
+    beam_sampling_thread: bool = Field(False, description="Beam's per-bundle sampler thread in the Python worker")
+    # By default the job retries for as long as an outage (Redis, Kafka, a TaskManager) lasts.
+    restart_attempts: int = Field(
+        0, ge=0, le=1_000_000, description="failures in a row before the job gives up for good; 0: never"
+    )
+    restart_initial_backoff_ms: int = Field(
+        1000, ge=10, le=600_000, description="first restart delay after a failure, growing up to the max"
+    )
+    restart_max_backoff_ms: int = Field(30_000, ge=10, le=3_600_000, description="longest restart delay")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobConfig:
+        if self.score_shards is not None and self.score_shards < self.parallelism:
+            raise ValueError(
+                f"score_shards ({self.score_shards}) is below parallelism ({self.parallelism}): "
+                "subtasks without a shard would get no records"
+            )
+        if self.restart_max_backoff_ms < self.restart_initial_backoff_ms:
+            m, i = self.restart_max_backoff_ms, self.restart_initial_backoff_ms
+            raise ValueError(f"restart_max_backoff_ms is below restart_initial_backoff_ms ({m} < {i})")
+        return self
+
+    @property
+    def shards(self) -> int:
+        """The scoring shards the job uses: ``score_shards``, or one per subtask."""
+        return self.score_shards or self.parallelism
+
+
+class DetectConfig(_Strict):
+    """Episode detection from the scores (vad/detect.py); per camera: ``cameras.<id>.sensitivity``
+    and ``cameras.<id>.mask``."""
+
+    threshold: float | None = Field(
+        None, gt=0, description="fixed frame-score threshold; null: the model card's, at calibration_quantile"
+    )
+    calibration_quantile: Literal["0.99", "0.995", "0.999", "0.9999"] = Field(
+        "0.999", description="which calibration quantile of the model card becomes the threshold"
+    )
+    ema_alpha: float = Field(0.5, gt=0, le=1, description="causal smoothing weight of the new score")
+    close_ratio: float = Field(0.8, gt=0, le=1, description="close an event below threshold * close_ratio")
+    min_frames: int = Field(3, ge=1, le=1000, description="frames above threshold before OPEN")
+    cooldown_frames: int = Field(10, ge=0, le=100_000, description="frames after CLOSE before a new OPEN")
+    update_every: int = Field(10, ge=1, le=100_000, description="UPDATE an open event every n frames")
