@@ -273,7 +273,7 @@ def state_sizes(grids: np.ndarray) -> dict:
     cfg = load_config(env={})
     thr, version, t, _grid = resolve_threshold(cfg.detect, cfg.resolve(cfg.job.model_path))
     det, st = EpisodeDetector(cfg.detect, thr, version), CameraState()
-    for i in range(cfg.detect.min_frames + 2):  # an open event carries its heatmap: worst case
+    for i in range(round(cfg.detect.min_duration_s * 10) + 3):  # an open event carries its heatmap: worst case
         det.step(st, "cam-0000", i, 1_700_000_000_000 + 100 * i, thr * 3, np.ones((12, 18), np.float32))
     window = [grids[i] for i in range(t - 1)]
     # ScoreAndDetect's "camera" entry: last frame, the last T-1 grids, the detector state.

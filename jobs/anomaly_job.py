@@ -1,5 +1,6 @@
 """The anomaly detection job: Kafka frame features -> per-camera windows -> batched ONNX scores ->
-episode detection -> events to Redis and Kafka. Malformed records go to the dead-letter topic.
+episode detection -> events to Kafka, and beside it to Redis. Malformed records go to the dead-letter
+topic. The model is checked before the job is built: a job that cannot score never starts.
 
     python -m jobs.anomaly_job --config config/default.yaml   (or: vad run)
 """
@@ -23,11 +24,19 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.java_gateway import get_gateway
 
-from jobs.jvm_operators import batch_by_shard, java_side_output, key_groups, sharded_records, split_lines
+from jobs.jvm_operators import (
+    batch_by_shard,
+    java_side_output,
+    key_groups,
+    reinterpret_by_shard,
+    sharded_records,
+    split_lines,
+)
+from jobs.model_check import check_model
 from jobs.runtime import flink_configuration, local_run_options
 from udfs.redis_sink import WriteEventsToRedis
-from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
-from vad.config import Config, load_config
+from udfs.score_detect import DEAD_LETTER, EVENTS, EVENTS_BY_SHARD, SCORES, ScoreAndDetect
+from vad.config import Config, ConfigError, load_config
 from vad.kafka_clients import flink_properties
 
 log = logging.getLogger(__name__)
@@ -103,34 +112,40 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     # when the watermark passes), so a batch crosses into Python as one element.
     batches = batch_by_shard(rows, j.batch_size, j.batch_max_delay_ms, uid="batch-records")
     # Score -> detect: a batch is decoded and validated, windowed per camera, scored in one ONNX call
-    # and run through each camera's episode detector. Its events (a list per batch) go only to the
-    # Redis writer, a Python operator chained to it: PICKLED_BYTE_ARRAY is their type should the two
-    # ever run apart.
-    events = (
+    # and run through each camera's episode detector. A batch's events leave it as one string of
+    # their JSON, newline-joined, on two paths (udfs/score_detect.py).
+    scored = (
         batches.process(
             ScoreAndDetect(
                 model, cfg.detect, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores, j.beam_sampling_thread, cfg.cameras
             ),
-            Types.PICKLED_BYTE_ARRAY(),
+            EVENTS_BY_SHARD,
         )
         .name("score-detect")
         .uid("score-detect")
     )
-    # Sinks: malformed records, per-frame scores (optional), events to Redis (idempotent) then Kafka.
-    java_side_output(events, DEAD_LETTER).sink_to(kafka_sink(cfg, cfg.kafka.topics.dead_letter, "dlq")).name(
+    # Sinks: malformed records, per-frame scores (optional), and the events: the record, to Kafka
+    # straight from score-detect, split into one message per event in the JVM.
+    java_side_output(scored, DEAD_LETTER).sink_to(kafka_sink(cfg, cfg.kafka.topics.dead_letter, "dlq")).name(
         "dead-letter-sink"
     ).uid("dead-letter-sink")
     if j.emit_scores:
-        split_lines(java_side_output(events, SCORES)).name("split-scores").uid("split-scores").sink_to(
+        split_lines(java_side_output(scored, SCORES)).name("split-scores").uid("split-scores").sink_to(
             kafka_sink(cfg, cfg.kafka.topics.scores, "scores")
         ).name("scores-sink").uid("scores-sink")
+    split_lines(java_side_output(scored, EVENTS)).name("split-events").uid("split-events").sink_to(
+        kafka_sink(cfg, cfg.kafka.topics.events, "events")
+    ).name("events-sink").uid("events-sink")
+    # Redis, a view of the events: a branch in a task of its own (not chained, so a slow or absent
+    # Redis never holds score-detect's thread), keyed by the same shard without a shuffle, so each
+    # camera's events reach it in order. It holds writes back while Redis is away and emits nothing
+    # (udfs/redis_sink.py).
     (
-        events.flat_map(WriteEventsToRedis(cfg.redis), Types.STRING())
+        reinterpret_by_shard(scored, Types.STRING())
+        .process(WriteEventsToRedis(cfg.redis, j.beam_sampling_thread))
         .name("redis-events")
         .uid("redis-events")
-        .sink_to(kafka_sink(cfg, cfg.kafka.topics.events, "events"))
-        .name("events-sink")
-        .uid("events-sink")
+        .disable_chaining()
     )
 
 
@@ -139,7 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default=None, help="YAML config (environment VAD_* overrides apply)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+        check_model(cfg)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(2) from None
     local_run_options(cfg)
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
     build(env, cfg)

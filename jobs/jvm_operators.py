@@ -1,6 +1,7 @@
 """The job's operators that run in the JVM, wired from Python: which scoring shard a raw
 frame-feature record goes to, the micro-batches that carry a shard's records into the Python worker,
-side outputs taken as JVM streams, and the line splitter before the scores sink.
+side outputs taken as JVM streams, the scoring operator's output keyed again by its shard (for the
+Redis writer), and the line splitter before the scores and events sinks.
 
 Everything before the scoring operator runs in the JVM (``java/src``): the Kafka value deserializer
 computes the shard (``io.github.vad.flink.ShardedRecords``; ``shard_of`` is the same function here,
@@ -66,6 +67,17 @@ def batch_by_shard(rows: DataStream, batch_size: int, max_delay_ms: int, uid: st
         j_batches, *_shard_key()
     )
     return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), DataStream(j_batches))
+
+
+def reinterpret_by_shard(rows: DataStream, value_type) -> KeyedStream:
+    """Row(shard, value) from an operator keyed by shard (which emits under its current key) ->
+    keyed by that shard again without a shuffle: the same key sits in the same subtask, so the edge
+    stays a forward one. A keyed Python operator gets the value."""
+    jvm = get_gateway().jvm
+    j_keyed = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+        rows._j_data_stream, *_shard_key()
+    )
+    return KeyedStream(j_keyed, value_type, rows)
 
 
 def split_lines(lines: DataStream) -> DataStream:

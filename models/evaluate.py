@@ -81,14 +81,22 @@ def load_labels(path: Path) -> tuple[dict[str, list[tuple[int, int]]], float]:
     return clips, float(data.get("fps", 10.0))
 
 
+def frame_times_ms(positions: np.ndarray, fps: float) -> np.ndarray:
+    """Event time of each sampled frame (ms from the clip's start), as the edge stamps a file's frames:
+    the detector's durations are in event time."""
+    return np.round(np.asarray(positions, np.float64) * 1000.0 / fps).astype(np.int64)
+
+
 def detect_clip(
-    name: str, raw: np.ndarray, cells: np.ndarray | None, detector: EpisodeDetector
+    name: str, raw: np.ndarray, cells: np.ndarray | None, detector: EpisodeDetector, ts_ms: np.ndarray
 ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """The job's detector over one clip's model scores: (smoothed score per frame, episodes as
-    (start, open, end) frames), the clip's end closing what is still open."""
+    """The job's detector over one clip's model scores at their event times: (smoothed score per
+    frame, episodes as (start, open, end) frames), the clip's end closing what is still open."""
+    if len(ts_ms) != len(raw):
+        raise ValueError(f"{name}: {len(raw)} scores for {len(ts_ms)} frame times")
     st, smoothed, events, open_at = CameraState(), [], [], {}
     for i, s in enumerate(raw):
-        for e in detector.step(st, name, i, i, float(s), None if cells is None else cells[i]):
+        for e in detector.step(st, name, i, int(ts_ms[i]), float(s), None if cells is None else cells[i]):
             if e.phase == "open":
                 open_at[e.event_id] = i
             elif e.phase == "close":
@@ -100,10 +108,10 @@ def detect_clip(
 
 
 def score_clip(
-    name: str, grids: np.ndarray, scorer: OnnxScorer, detector: EpisodeDetector, window: int
+    name: str, grids: np.ndarray, scorer: OnnxScorer, detector: EpisodeDetector, window: int, ts_ms: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
     raw, cells = scorer.score(clip_windows(grids, window))
-    smoothed, events = detect_clip(name, raw, cells, detector)
+    smoothed, events = detect_clip(name, raw, cells, detector, ts_ms)
     return smoothed, raw.astype(np.float64), events
 
 
@@ -216,7 +224,8 @@ def evaluate(data: Path, model_path: Path, cfg: Config, out: Path | None = None,
         if clip.stem not in labels:
             raise ValueError(f"{clip.name} has no entry in {data / 'labels.json'}")
         sampled = clip_samples(clip, edge)
-        smoothed, frame_raw, events = score_clip(clip.stem, sampled.grids, scorer, detector, card.window)
+        ts = frame_times_ms(sampled.positions, fps)
+        smoothed, frame_raw, events = score_clip(clip.stem, sampled.grids, scorer, detector, card.window, ts)
         r = clip_result(clip.stem, smoothed, frame_raw, events, labels[clip.stem], sampled.positions, sampled.frames)
         results.append(r)
         if raw is not None:

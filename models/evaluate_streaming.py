@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.card import ModelCard, card_path
-from models.evaluate import clip_result, detect_clip, load_labels, metrics, per_clip
+from models.evaluate import clip_result, detect_clip, frame_times_ms, load_labels, metrics, per_clip
 from vad.config import REPO_ROOT, Config, load_config
 from vad.consumer import read_kafka_scores
 from vad.detect import EpisodeDetector
@@ -82,9 +82,9 @@ def evaluate_streaming(data: Path, model_path: Path, cfg: Config, offline: dict 
     edge, paths = card.edge_config(cfg.edge), {c.stem: c for c in list_clips(data / "test")}
     results = []
     for name, raw in streamed_scores(data, model_path, cfg).items():
-        smoothed, events = detect_clip(name, raw, None, detector)
         # Where the streamed (sampled) frames sit among the clip's frames: a decode-only pass.
         where = clip_samples(paths[name], edge, features=False)
+        smoothed, events = detect_clip(name, raw, None, detector, frame_times_ms(where.positions, fps))
         results.append(clip_result(name, smoothed, raw, events, labels[name], where.positions, where.frames))
     report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results), "streaming": True}
     report["wire_precision"] = cfg.edge.wire_precision

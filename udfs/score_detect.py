@@ -6,17 +6,19 @@ between the JVM and the Python worker, not in ONNX: so the records of a shard ar
 batched in the JVM (``io.github.vad.flink.BatchRecords``: full batch, a processing-time bound or the
 watermark, whichever comes first; the batch waits in checkpointed state there), one element per
 batch. This operator keeps each camera's window and detector state in one MapState entry of its
-shard (one state read and one write per camera and batch) and emits little: the batch's events as
-one element, a list of (``Event``, its JSON) pairs, for the Redis writer chained after it in the same
-Python worker (written in one round trip, then one record each to Kafka; the pairs spare it parsing
-the JSON again), and optionally the batch's per-frame score lines (``ScoreLine``) as one
+shard (one state read and one write per camera and batch) and emits little, one element per output
+and batch: the batch's events as one newline-joined string of their JSON, twice, as the ``EVENTS``
+side output (split into one Kafka record per event in the JVM) and as the main output
+``Row(shard, the same string)`` for the Redis writer, a task of its own keyed by the same shard
+(``udfs.redis_sink``); optionally the batch's per-frame score lines (``ScoreLine``) as one
 newline-joined string (split into one record per frame in the JVM). The records' types and the
 state's (``CameraState``) are in ``vad.records``.
 
 Rules: frames of a camera are scored in frame order within a batch; a frame not newer than the last
 one scored for its camera is late or a duplicate and is dropped (counted); a GAP flag resets the
 camera's window and closes its open event; a camera silent for ``idle_close_ms`` of event time has
-its open event closed.
+its open event closed. A record the model cannot score (another grid, another feature layout) is
+dead-lettered.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pyflink.common import Types
+from pyflink.common import Row, Types
 from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext, TimeDomain
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
@@ -42,11 +44,14 @@ from vad.config import DetectConfig
 from vad.detect import CameraState as DetectorState
 from vad.detect import EpisodeDetector
 from vad.records import CameraState, Event, ScoreLine
-from vad.schema import N_CHANNELS, SchemaError
+from vad.schema import FEATURE_LAYOUT_VERSION, N_CHANNELS, SchemaError
 from vad.windows import fill_window
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 SCORES = OutputTag("frame-scores", Types.STRING())
+EVENTS = OutputTag("events", Types.STRING())
+# The main output: (the shard's key, the batch's events as newline-joined JSON).
+EVENTS_BY_SHARD = Types.ROW([Types.INT(), Types.STRING()])
 IDLE_TICK_MS = 1000
 
 
@@ -67,9 +72,22 @@ def resolve_threshold(cfg: DetectConfig, model_path: Path) -> tuple[float, str, 
     return thr, card.model_version, card.window, tuple(card.grid)
 
 
+def layout_mismatch(card: ModelCard) -> SchemaError | None:
+    """Why no record this code reads is scorable by the card's model, or None. Every record version
+    the reader accepts carries the channels of ``FEATURE_LAYOUT_VERSION`` (``vad.schema``), so a
+    model trained on another layout can score none of them."""
+    if card.feature_schema_version == FEATURE_LAYOUT_VERSION and card.channels == N_CHANNELS:
+        return None
+    return SchemaError(
+        "layout_mismatch",
+        f"feature layout {FEATURE_LAYOUT_VERSION} with {N_CHANNELS} channels, the model scores layout "
+        f"{card.feature_schema_version} with {card.channels}",
+    )
+
+
 class ScoreAndDetect(KeyedProcessFunction):
-    """a batch of raw records, keyed by shard -> [(event, event JSON)] (side outputs: dead letters,
-    frame scores)."""
+    """a batch of raw records, keyed by shard -> Row(shard, its events' JSON, newline-joined) (side
+    outputs: the same events' JSON, dead letters, frame scores)."""
 
     def __init__(
         self,
@@ -95,6 +113,7 @@ class ScoreAndDetect(KeyedProcessFunction):
             # builds the operators that bundle will run).
             disable_sampling_thread()
         thr, version, self.window, self.grid = resolve_threshold(self.detect, Path(self.model_path))
+        self.layout_error = layout_mismatch(ModelCard.load(card_path(Path(self.model_path))))
         self.detector = EpisodeDetector(self.detect, thr, version, self.camera_settings)
         self.scorer = OnnxScorer(Path(self.model_path))
         # camera id -> CameraState (last frame scored, its last T-1 grids, detector state)
@@ -130,19 +149,27 @@ class ScoreAndDetect(KeyedProcessFunction):
         # Event-time timers only: the idle scan (see _detect).
         due = self.idle_due.value()
         if ctx.time_domain() == TimeDomain.EVENT_TIME and due is not None and timestamp >= due:
-            yield from self._close_idle(timestamp)
+            yield from self._close_idle(timestamp, ctx)
 
-    def _emit(self, events: list[Event]) -> list[tuple[Event, str]]:
+    def _emit(self, events: list[Event]) -> list[str]:
         out = []
         for e in events:
             if e.phase == "open":
                 self.m_opened.inc()
             elif e.phase == "close":
                 self.m_closed.inc()
-            out.append((e, e.to_json()))
+            out.append(e.to_json())
         return out
 
-    def _close_idle(self, watermark: int):
+    @staticmethod
+    def _events_out(events: list[str], ctx):
+        # One string for both: Kafka's copy is split in the JVM, the Redis writer's is keyed by shard
+        # without a shuffle (the key is the one this operator is keyed by).
+        joined = "\n".join(events)
+        yield EVENTS, joined
+        yield Row(ctx.get_current_key(), joined)
+
+    def _close_idle(self, watermark: int, ctx):
         next_due, events = None, []
         for cam, stored in list(self.cameras.items()):
             entry = CameraState.load(stored)
@@ -162,10 +189,14 @@ class ScoreAndDetect(KeyedProcessFunction):
         else:
             self.idle_due.update(next_due)
         if events:
-            yield events
+            yield from self._events_out(events, ctx)
 
     def _score_batch(self, items: list[bytes], ctx):
         decoded, errors = decode_batch(items)
+        if self.layout_error is not None:
+            errors += [(i, self.layout_error) for i, _r in decoded]
+            errors.sort(key=lambda t: t[0])
+            decoded = []
         recs = []
         for i, r in decoded:
             if r.grid_shape == self.grid:
@@ -224,8 +255,8 @@ class ScoreAndDetect(KeyedProcessFunction):
                 st = states[cam] = e.det
             self.m_score.update(int(score * 1000))
             events += self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=r.gap))
-        if events:  # one element per batch: the Redis writer stores them in one round trip
-            yield events
+        if events:  # one element per batch and output: the Redis writer stores them in one round trip
+            yield from self._events_out(events, ctx)
         if self.emit_scores and recs:
             yield SCORES, ScoreLine.join_frames(recs, scores)
         latest_open = 0

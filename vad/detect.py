@@ -3,11 +3,14 @@ Flink job and by offline evaluation, so both give the same events for the same s
 
 Rules (all causal: a decision at frame i uses frames <= i only):
 - smoothing: exponential moving average of the frame score (``ema_alpha`` weight on the new frame);
-- OPEN when the smoothed score has been >= threshold for ``min_frames`` consecutive frames and the
-  camera is out of its cooldown; the event starts at the first of those frames;
-- UPDATE every ``update_every`` frames while open, carrying the peak score and the peak's cell heatmap;
-- CLOSE when the smoothed score drops below ``threshold * close_ratio`` (hysteresis), at a stream
-  gap, or when the camera goes silent (the job's timer calls ``close``);
+- OPEN when the smoothed score has stayed >= threshold for ``min_duration_s`` of event time and the
+  camera is out of its cooldown (``cooldown_s`` after its last CLOSE); the event starts at the first
+  frame of that run;
+- UPDATE every ``update_every_s`` while open, carrying the peak score and the peak's cell heatmap;
+- CLOSE when the smoothed score has stayed below ``threshold * close_ratio`` (hysteresis) for
+  ``merge_gap_s``: a dip shorter than that, and the run after it, stay one event; the event ends at
+  the last frame before the dip. Also at a stream gap, or when the camera goes silent (the job's
+  timer calls ``close``), at once;
 - a frame whose index is not above the last one seen is a duplicate or late and is dropped (counted).
 The event id is derived from camera and start frame only, so a replay yields the same ids.
 """
@@ -43,6 +46,11 @@ class OpenEvent:
     heatmap: np.ndarray | None  # float32 [rows, cols] cell scores at the peak; a list in events
     seq: int = 0
     last_update_frame: int = 0
+    last_update_ts: int = 0
+    # The dip below the close level that may end the event: the last frame before it, and when it
+    # began (None while the score is above the close level).
+    dip_end_frame: int | None = None
+    dip_since_ts: int | None = None
 
 
 @dataclass
@@ -53,7 +61,7 @@ class CameraState:
     run: int = 0  # consecutive frames with ema >= threshold
     run_start_frame: int = 0
     run_start_ts: int = 0
-    cooldown_until: int = -1
+    cooldown_until: int = -1  # event time (ms) before which no new event opens
     open: OpenEvent | None = None
     dropped: int = 0
 
@@ -106,6 +114,7 @@ class EpisodeDetector:
         if gap:
             out += self.close(st, camera_id, reason="gap")
             st.ema, st.run = None, 0
+        prev_frame = st.last_frame
         st.last_frame, st.last_ts = frame, ts_ms
         s = self.frame_score(camera_id, score, cells)
         a = self.cfg.ema_alpha
@@ -119,7 +128,8 @@ class EpisodeDetector:
             st.run = 0
         ev = st.open
         if ev is None:
-            if st.run >= self.cfg.min_frames and frame > st.cooldown_until:
+            long_enough = st.run > 0 and ts_ms - st.run_start_ts >= _ms(self.cfg.min_duration_s)
+            if long_enough and ts_ms > st.cooldown_until:
                 st.open = OpenEvent(
                     event_id=event_id(camera_id, st.run_start_frame),
                     start_frame=st.run_start_frame,
@@ -128,29 +138,35 @@ class EpisodeDetector:
                     peak_frame=frame,
                     heatmap=_heatmap(cells),
                     last_update_frame=frame,
+                    last_update_ts=ts_ms,
                 )
                 out.append(self._event(st.open, camera_id, "open", frame, ts_ms, thr))
             return out
         if st.ema > ev.peak_score:
             ev.peak_score, ev.peak_frame, ev.heatmap = st.ema, frame, _heatmap(cells)
         if st.ema < thr * self.cfg.close_ratio:
-            out += self.close(st, camera_id, reason="score", frame=frame, ts_ms=ts_ms)
-        elif frame - ev.last_update_frame >= self.cfg.update_every:
-            ev.last_update_frame = frame
+            if ev.dip_since_ts is None:
+                ev.dip_end_frame, ev.dip_since_ts = prev_frame, ts_ms
+            if ts_ms - ev.dip_since_ts >= _ms(self.cfg.merge_gap_s):
+                return out + self.close(st, camera_id, reason="score", ts_ms=ts_ms)
+            return out
+        ev.dip_end_frame = ev.dip_since_ts = None
+        if ts_ms - ev.last_update_ts >= _ms(self.cfg.update_every_s):
+            ev.last_update_frame, ev.last_update_ts = frame, ts_ms
             out.append(self._event(ev, camera_id, "update", frame, ts_ms, thr))
         return out
 
-    def close(
-        self, st: CameraState, camera_id: str, reason: str, frame: int | None = None, ts_ms: int | None = None
-    ) -> list[Event]:
+    def close(self, st: CameraState, camera_id: str, reason: str, ts_ms: int | None = None) -> list[Event]:
+        """Closes the camera's open event, if any: it ends at the last frame before a dip in progress,
+        else at the last frame seen."""
         ev = st.open
         if ev is None:
             return []
         st.open = None
         st.run = 0
-        end = st.last_frame if frame is None else frame
-        st.cooldown_until = end + self.cfg.cooldown_frames
+        end = ev.dip_end_frame if ev.dip_end_frame is not None else st.last_frame
         ts = st.last_ts if ts_ms is None else ts_ms
+        st.cooldown_until = ts + _ms(self.cfg.cooldown_s)
         return [self._event(ev, camera_id, "close", end, ts, self.threshold_for(camera_id), reason)]
 
     def _event(
@@ -177,6 +193,10 @@ class EpisodeDetector:
             model_version=self.model_version,
             close_reason=reason,
         )
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def _heatmap(cells: np.ndarray | None) -> np.ndarray | None:

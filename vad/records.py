@@ -99,8 +99,9 @@ class Event(_Versioned):
     )
     phase: Phase = Field(
         description="open: the episode starts (the smoothed score stayed at or above the threshold for "
-        "detect.min_frames frames); update: every detect.update_every frames while it lasts, with the peak "
-        "so far; close: the episode ended (close_reason says why). Exactly one open and one close per episode."
+        "detect.min_duration_s); update: every detect.update_every_s while it lasts, with the peak so far; "
+        "close: the episode ended (close_reason says why; a dip shorter than detect.merge_gap_s does not "
+        "end it). Exactly one open and one close per episode."
     )
     seq: int = Field(
         ge=1,
@@ -181,7 +182,8 @@ class DeadLetter(_Versioned):
         description="Short stable code of what is wrong, for metrics and alerts: bad_type, oversize, "
         "truncated, bad_magic, unsupported_version (an edge newer than the job), bad_flags, bad_shape, "
         "bad_length, bad_camera_id, non_finite, bad_frame_index, bad_timestamp, bad_frame_size, bad_json, "
-        "grid_mismatch (valid, but not the grid the model scores).",
+        "grid_mismatch (valid, but not the grid the model scores), layout_mismatch (valid, but not the feature "
+        "layout the model was trained on: the model card's feature_schema_version or channels).",
     )
     detail: str = Field(description="What exactly is wrong, for a human.")
     camera_id: str | None = Field(

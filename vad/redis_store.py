@@ -1,11 +1,18 @@
 """Redis layout for events, shared by the job's writer and the `vad events` reader.
 
-Keys (prefix from config, default ``vad``):
-- ``{p}:events:{camera}``   stream of event JSON (field ``event``), trimmed to ``stream_maxlen``;
-- ``{p}:camera:{camera}``   hash with the camera's latest state (``state`` = anomaly | normal, the
-  last event id, phase, timestamp and JSON);
-- ``{p}:events:recent``     sorted set of event ids by timestamp, trimmed by age (``event_ttl_s``);
-- ``{p}:seen:{id}:{seq}``   dedup keys with a TTL, so replays do not append twice.
+Keys (``<p>`` the prefix from config, default ``vad``; ``<id>`` a legal camera id, ``vad.schema``,
+between literal braces):
+- ``<p>:cam:{<id>}:events``          stream of event JSON (field ``event``), trimmed to ``stream_maxlen``;
+- ``<p>:cam:{<id>}:state``           hash with the camera's latest state (``state`` = anomaly | normal,
+  the last event id, phase, timestamp and JSON);
+- ``<p>:recent``                     sorted set of event ids by timestamp, trimmed by age (``event_ttl_s``);
+- ``<p>:written:<event id>:<seq>``   dedup marks with a TTL, so replays do not append twice.
+
+Every per-camera key is under ``<p>:cam:`` with the id between braces, and no global key is: a
+legal id has no brace, so no camera's keys can be another camera's or a global key, whatever the id
+(``recent``, ``a:events``, ``x/y``). The braces are also a Redis Cluster hash tag: a camera's two
+keys share a slot. A key is built only from a legal id (``validate_camera_id``); anything else is
+refused before it reaches Redis.
 """
 
 from __future__ import annotations
@@ -14,17 +21,32 @@ import redis
 
 from vad.config import RedisConfig
 from vad.records import Event
+from vad.schema import camera_id_ok, validate_camera_id
 
+# KEYS: dedup mark, camera stream, camera state, recent index. ARGV: ttl s, stream maxlen, event
+# JSON, event id, ts ms, phase, state.
+# Every key's type is checked before the first write: Redis does not roll a script back, so a
+# WRONGTYPE error after a write would leave half an event. The dedup mark is set last, after every
+# write succeeded: set first, a failed write would leave it behind and the replay after a restart
+# would skip an event that was never written.
 _WRITE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[3])
-  redis.call('HSET', KEYS[3], 'state', ARGV[7], 'last_event_id', ARGV[4], 'last_phase', ARGV[6],
-             'last_ts_ms', ARGV[5], 'last_event', ARGV[3])
-  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[5]) - 1000 * tonumber(ARGV[1]))
-  return 1
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
 end
-return 0
+local want = {[2] = 'stream', [3] = 'hash', [4] = 'zset'}
+for i, t in pairs(want) do
+  local got = redis.call('TYPE', KEYS[i])['ok']
+  if got ~= 'none' and got ~= t then
+    return redis.error_reply('WRONGTYPE key ' .. KEYS[i] .. ' is a ' .. got .. ', not a ' .. t)
+  end
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[3])
+redis.call('HSET', KEYS[3], 'state', ARGV[7], 'last_event_id', ARGV[4], 'last_phase', ARGV[6],
+           'last_ts_ms', ARGV[5], 'last_event', ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[5]) - 1000 * tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+return 1
 """
 
 
@@ -55,15 +77,24 @@ class RedisEventStore:
     def close(self) -> None:
         self.r.close()
 
+    def _camera_prefix(self, camera: str) -> str:
+        # An illegal id could make one camera's key another's or a global key: refused, not escaped.
+        if type(camera) is not str or not camera_id_ok(camera):
+            validate_camera_id(camera)  # raises SchemaError bad_camera_id
+        return f"{self.cfg.key_prefix}:cam:{{{camera}}}"
+
     def stream_key(self, camera: str) -> str:
-        return f"{self.cfg.key_prefix}:events:{camera}"
+        return self._camera_prefix(camera) + ":events"
 
     def camera_key(self, camera: str) -> str:
-        return f"{self.cfg.key_prefix}:camera:{camera}"
+        return self._camera_prefix(camera) + ":state"
 
     @property
     def recent_key(self) -> str:
-        return f"{self.cfg.key_prefix}:events:recent"
+        return f"{self.cfg.key_prefix}:recent"
+
+    def dedup_key(self, event_id: str, seq: int) -> str:
+        return f"{self.cfg.key_prefix}:written:{event_id}:{seq}"
 
     def write_events(self, events: list[tuple[Event, str]]) -> list[bool]:
         """Writes (event, its JSON: ``Event.to_json``) pairs in one round trip (a pipeline of the idempotent script,
@@ -84,9 +115,9 @@ class RedisEventStore:
         return [bool(x) for x in pipe.execute()]
 
     def _keys(self, event: Event) -> list[str]:
-        cam, eid = event.camera_id, event.event_id
+        cam = event.camera_id
         return [
-            f"{self.cfg.key_prefix}:seen:{eid}:{event.seq}",
+            self.dedup_key(event.event_id, event.seq),
             self.stream_key(cam),
             self.camera_key(cam),
             self.recent_key,
@@ -105,8 +136,11 @@ class RedisEventStore:
         ]
 
     def cameras(self) -> list[str]:
-        pre = f"{self.cfg.key_prefix}:camera:"
-        return sorted(k[len(pre) :] for k in self.r.scan_iter(match=pre + "*", count=500))
+        """The cameras with a state hash. A key of that shape whose id is not legal (written by
+        something else) is not a camera's and is left out."""
+        pre, suf = f"{self.cfg.key_prefix}:cam:{{", "}:state"
+        ids = (k[len(pre) : -len(suf)] for k in self.r.scan_iter(match=f"{pre}*{suf}", count=500))
+        return sorted(i for i in ids if camera_id_ok(i))
 
     def events(self, camera: str, count: int = 10_000) -> list[str]:
         """The camera's events, oldest first, as stored: JSON (``Event.parse`` reads one)."""

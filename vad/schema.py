@@ -90,7 +90,12 @@ MAX_RECORD_BYTES = 1 << 20
 # Far enough apart to reject garbage timestamps (year 2000 .. 2200) yet accept every real clock.
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 7_258_118_400_000
-_CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
+# The legal camera ids, the one definition every part uses (edge, config, job, Redis keys): ASCII
+# letters, digits and _.:- in segments joined by "/", the first character a letter or digit, no empty
+# segment (no leading, trailing or doubled "/"), no "." or ".." segment. Ids become Kafka keys, Redis
+# key parts and, downstream, file and URL paths, where "a/../x" is "x" and a control character can
+# forge a log line. Matched whole (``fullmatch``): "$" would also match before a final newline.
+_CAMERA_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9_.:\-]+)*", re.ASCII)
 
 
 class SchemaError(ValueError):
@@ -137,7 +142,7 @@ class FrameFeatures:
 
     def validate_meta(self) -> None:
         """Everything but the feature values (the batch decoder checks those for a whole batch)."""
-        if type(self.camera_id) is not str or not _camera_id_ok(self.camera_id):
+        if type(self.camera_id) is not str or not camera_id_ok(self.camera_id):
             validate_camera_id(self.camera_id)  # raises with the reason
         if self.schema_version not in READABLE_VERSIONS:
             raise SchemaError("unsupported_version", f"schema version {self.schema_version}")
@@ -232,7 +237,8 @@ def wire_values(features: np.ndarray, precision: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=65536)
-def _camera_id_ok(camera_id: str) -> bool:
+def camera_id_ok(camera_id: str) -> bool:
+    """Whether a string is a legal camera id (``validate_camera_id`` says why not)."""
     # A deployment has a bounded set of cameras: each id is checked once, not on every frame.
     try:
         validate_camera_id(camera_id)
@@ -242,12 +248,17 @@ def _camera_id_ok(camera_id: str) -> bool:
 
 
 def validate_camera_id(camera_id: object) -> str:
+    """``camera_id`` if it is a legal camera id (see ``_CAMERA_ID_RE``), else SchemaError bad_camera_id."""
     if not isinstance(camera_id, str) or not camera_id:
         raise SchemaError("bad_camera_id", "camera id must be a non-empty string")
     if len(camera_id.encode("utf-8")) > MAX_CAMERA_ID_BYTES:
         raise SchemaError("bad_camera_id", f"camera id longer than {MAX_CAMERA_ID_BYTES} bytes")
-    if not _CAMERA_ID_RE.match(camera_id):
-        raise SchemaError("bad_camera_id", f"camera id {camera_id!r} has characters outside [A-Za-z0-9_.:-/]")
+    if not _CAMERA_ID_RE.fullmatch(camera_id):
+        raise SchemaError(
+            "bad_camera_id",
+            f"camera id {camera_id!r} is not segments of [A-Za-z0-9_.:-] joined by '/' (starting with a "
+            "letter or digit, no empty, '.' or '..' segment)",
+        )
     return camera_id
 
 

@@ -40,8 +40,16 @@ def _cmd_cluster(cfg, args) -> int:
 
 
 def _cmd_submit(cfg, args) -> int:
+    from jobs.model_check import check_model
     from vadctl import cluster
 
+    # Here too, not only in the job's main() that `flink run` starts: its error would come back
+    # buried in the client's output.
+    try:
+        check_model(cfg)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
     job_id = cluster.submit(cfg, args.config, args.from_savepoint, args.allow_non_restored_state)
     if args.wait:
         cluster.wait_state(cfg, job_id, {"RUNNING"}, cfg.cluster.submit_timeout_s, all_tasks=True)
@@ -89,6 +97,13 @@ def _cmd_produce(cfg, args) -> int:
 
 
 def _cmd_run(cfg, args) -> int:
+    from jobs.model_check import check_model
+
+    try:  # before the job's module is imported: PyFlink's import logs
+        check_model(cfg)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
     from jobs.anomaly_job import main as job_main
 
     argv = ["--config", args.config] if args.config else []
@@ -155,6 +170,9 @@ def _cmd_evaluate(cfg, args) -> int:
         "false_alarms_per_hour",
         "event_recall",
         "mean_delay_s",
+        "episodes_per_interval",
+        "false_episodes_per_hour",
+        "first_alert_delay_s",
         "frames",
         "clips",
     ]

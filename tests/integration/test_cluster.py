@@ -80,7 +80,7 @@ def _produce(env: dict, ped2: Path, cams: list[tuple[str, str]]) -> None:
 def _end_of_input(cfg: Config, ts_ms: int) -> None:
     """One frame per partition, from cameras of its own, far ahead in event time: the watermark then
     passes every idle-close timer, so the unbounded job closes its last episodes as the bounded
-    reference does at the end of its input. A lone frame never opens an episode (detect.min_frames)."""
+    reference does at the end of its input. A lone frame never opens an episode (detect.min_duration_s)."""
     producer = make_producer(cfg.kafka)
     grid = np.zeros((cfg.edge.grid_rows, cfg.edge.grid_cols, N_CHANNELS), np.float32)
     for p in range(cfg.kafka.topics.partitions):

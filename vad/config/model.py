@@ -28,6 +28,9 @@ _MOVED = {
     ("edge", "cameras"): "the top-level `cameras` section, keyed by camera id",
     ("detect", "cameras"): "the top-level `cameras` section (sensitivity, mask)",
     ("edge", "mask"): "`cameras.<id>.mask` (a mask belongs to one camera's view)",
+    ("detect", "min_frames"): "`detect.min_duration_s` (seconds of event time)",
+    ("detect", "cooldown_frames"): "`detect.cooldown_s` (seconds of event time)",
+    ("detect", "update_every"): "`detect.update_every_s` (seconds of event time)",
 }
 
 

@@ -76,11 +76,23 @@ class RedisConfig(_Strict):
     event_ttl_s: int = Field(
         7 * 86400, ge=60, le=365 * 86400, description="lifetime of the dedup keys and the recent-events index"
     )
+    # Redis is a view of the events topic: an outage holds its writes back, never the job or Kafka.
     retry_attempts: int = Field(
-        8, ge=1, le=100, description="tries of a Redis write before the job fails (and restarts from its checkpoint)"
+        8,
+        ge=1,
+        le=100,
+        description="tries of the writes still held back when the job's input ends (bounded run, drained stop) "
+        "before they are dropped; a running job retries them until Redis is back",
     )
     retry_backoff_ms: int = Field(
         100, ge=1, le=60_000, description="first delay between Redis tries, doubling up to 5 s"
+    )
+    pending_max_events: int = Field(
+        20_000,
+        ge=1,
+        le=10_000_000,
+        description="events held back per scoring shard while Redis is away, in checkpointed state; beyond, the "
+        "oldest are dropped from Redis, down to nine tenths of this (Kafka has them)",
     )
     timeout_s: float = Field(2.0, gt=0, le=60, description="Redis socket timeout")
 
@@ -260,6 +272,18 @@ class DetectConfig(_Strict):
     )
     ema_alpha: float = Field(0.5, gt=0, le=1, description="causal smoothing weight of the new score")
     close_ratio: float = Field(0.8, gt=0, le=1, description="close an event below threshold * close_ratio")
-    min_frames: int = Field(3, ge=1, le=1000, description="frames above threshold before OPEN")
-    cooldown_frames: int = Field(10, ge=0, le=100_000, description="frames after CLOSE before a new OPEN")
-    update_every: int = Field(10, ge=1, le=100_000, description="UPDATE an open event every n frames")
+    # Durations are in event time (the frames' timestamps), so they mean the same at any frame rate
+    # and in a replay.
+    min_duration_s: float = Field(
+        0.2, ge=0, le=600, description="the smoothed score stays at or above the threshold this long before OPEN"
+    )
+    # One alert per real event: a cyclist hidden by a tree for two seconds is still one cyclist.
+    merge_gap_s: float = Field(
+        3.0,
+        ge=0,
+        le=3600,
+        description="an open event whose score falls below the close level and comes back within this time "
+        "stays one event; CLOSE is sent once the score has stayed low this long (0: close at once)",
+    )
+    cooldown_s: float = Field(1.0, ge=0, le=86_400, description="after CLOSE, no new OPEN for this long")
+    update_every_s: float = Field(1.0, gt=0, le=86_400, description="UPDATE an open event this often")

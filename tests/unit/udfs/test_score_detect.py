@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from pyflink.common import Row
 from pyflink.datastream import TimeDomain
 
 from udfs.batches import pack_batch
-from udfs.score_detect import DEAD_LETTER, SCORES, ScoreAndDetect
+from udfs.score_detect import DEAD_LETTER, EVENTS, SCORES, ScoreAndDetect
 from vad.config import REPO_ROOT, DetectConfig
 from vad.records import DeadLetter, Event, ScoreLine
 from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
@@ -63,9 +64,15 @@ class _Timers:
         return 0
 
 
+SHARD_KEY = 7
+
+
 class _Ctx:
     def __init__(self, ts=None, domain=TimeDomain.EVENT_TIME):
         self.timers, self.ts, self.domain = _Timers(), ts, domain
+
+    def get_current_key(self):
+        return SHARD_KEY
 
     def timer_service(self):
         return self.timers
@@ -83,7 +90,7 @@ def rec(cam, i, value=0.0, flags=0) -> bytes:
 
 
 def operator(cameras=None, **detect) -> ScoreAndDetect:
-    cfg = DetectConfig(threshold=1.0, ema_alpha=1.0, min_frames=1, **detect)
+    cfg = DetectConfig(merge_gap_s=0, threshold=1.0, ema_alpha=1.0, min_duration_s=0, **detect)
     op = ScoreAndDetect(MODEL, cfg, 5000, 3600, emit_scores=True, cameras=cameras)
     op.open(_Runtime())
     return op
@@ -102,10 +109,12 @@ def run(op, records, flush=True, batch=100):
     scores = [json.loads(line) for line in lines]
     dead = [json.loads(v) for t, v in sides if t is DEAD_LETTER]
     assert all(DeadLetter.parse(v).to_json() == v for t, v in sides if t is DEAD_LETTER)
-    pairs = [p for o in out if isinstance(o, list) for p in o]
-    # the writer stores the JSON, reads the Event
-    assert all(isinstance(e, Event) and Event.parse(line) == e and e.to_json() == line for e, line in pairs)
-    events = [json.loads(line) for _e, line in pairs]
+    kafka = [v for t, v in sides if t is EVENTS]
+    # The Redis writer's copy: the same string per batch, under the shard's key.
+    assert [(r[0], r[1]) for r in out if isinstance(r, Row)] == [(SHARD_KEY, v) for v in kafka]
+    lines = [line for v in kafka for line in v.split("\n")]
+    assert all(Event.parse(line).to_json() == line for line in lines)
+    events = [json.loads(line) for line in lines]
     return scores, events, dead
 
 
@@ -155,6 +164,33 @@ def test_a_grid_the_model_cannot_score_is_dead_lettered_not_a_crash():
     assert [d["reason"] for d in dead] == ["grid_mismatch"]
 
 
+@pytest.mark.parametrize("field, value", [("feature_schema_version", 2), ("channels", N_CHANNELS + 1)])
+def test_records_of_another_feature_layout_than_the_models_are_dead_lettered(tmp_path, field, value):
+    import shutil
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(MODEL, model)
+    card = json.loads((REPO_ROOT / "models" / "default" / "card.json").read_text())
+    (tmp_path / "card.json").write_text(json.dumps({**card, field: value}))
+    cfg = DetectConfig(merge_gap_s=0, threshold=1.0, ema_alpha=1.0, min_duration_s=0)
+    op = ScoreAndDetect(str(model), cfg, 5000, 3600, emit_scores=True)
+    op.open(_Runtime())
+    scores, events, dead = run(op, [rec("a", 0, 50.0), b"garbage", rec("a", 1, 50.0)])
+    assert scores == [] and events == []
+    assert [d["reason"] for d in dead] == ["layout_mismatch", "truncated", "layout_mismatch"]
+    assert "the model scores layout" in dead[0]["detail"] and dead[0]["camera_id"] == "a"
+
+
+def test_a_batchs_events_leave_once_for_kafka_and_once_for_redis_under_the_shard_key():
+    op = operator(update_every_s=100)
+    out = list(op.process_element(pack_batch([rec("a", 0, 50.0), rec("b", 0, 50.0)]), _Ctx(ts=1)))
+    kafka = [v for t, v in (o for o in out if isinstance(o, tuple)) if t is EVENTS]
+    redis_rows = [o for o in out if isinstance(o, Row)]
+    assert len(kafka) == 1 and len(redis_rows) == 1 and redis_rows[0][0] == SHARD_KEY
+    assert redis_rows[0][1] == kafka[0]
+    assert sorted(json.loads(line)["camera_id"] for line in kafka[0].split("\n")) == ["a", "b"]
+
+
 def test_score_lines_are_json_with_the_exact_float_score():
     op = operator()
     scores, _, _ = run(op, [rec("site-1/cam.2:x", 0, 0.3), rec("b", 0, 0.7)])
@@ -164,7 +200,7 @@ def test_score_lines_are_json_with_the_exact_float_score():
 
 
 def test_episode_lifecycle_gap_and_end_of_stream_close():
-    op = operator(update_every=1000, cooldown_frames=0)
+    op = operator(update_every_s=100, cooldown_s=0)
     calm, hot = 0.0, 50.0
     records = [
         rec("a", 0, calm),
@@ -183,7 +219,7 @@ def test_episode_lifecycle_gap_and_end_of_stream_close():
 def test_idle_timers_are_one_per_tick_and_close_a_silent_camera():
     from udfs.score_detect import IDLE_TICK_MS
 
-    op = operator(update_every=1000)
+    op = operator(update_every_s=100)
     ctxs = []
     for i in range(12):  # frames 100 ms apart, one batch each, episode open from the first
         ctxs.append(_Ctx(ts=1))
@@ -195,7 +231,9 @@ def test_idle_timers_are_one_per_tick_and_close_a_silent_camera():
     assert not list(op.on_timer(min(timers), _Ctx(domain=TimeDomain.EVENT_TIME)))  # not idle yet
     tick = max(timers)
     assert tick >= last_ts + 5000
-    closed = [json.loads(line) for x in op.on_timer(tick, _Ctx(domain=TimeDomain.EVENT_TIME)) for _e, line in x]
+    out = list(op.on_timer(tick, _Ctx(domain=TimeDomain.EVENT_TIME)))
+    sides = [v for t, v in (o for o in out if isinstance(o, tuple)) if t is EVENTS]
+    closed = [json.loads(line) for v in sides for line in v.split("\n")]
     assert [(e["phase"], e["close_reason"]) for e in closed] == [("close", "idle")]
 
 
@@ -216,7 +254,7 @@ def test_opening_without_the_beam_sampler_thread_takes_it_out_of_the_worker():
 
     from udfs.beam_sampler import _start, restore_sampling_thread
 
-    cfg = DetectConfig(threshold=1.0)
+    cfg = DetectConfig(merge_gap_s=0, threshold=1.0)
     try:
         ScoreAndDetect(MODEL, cfg, 5000, 3600, emit_scores=False).open(_Runtime())
         assert statesampler.StateSampler.start is not _start

@@ -3,7 +3,7 @@ import pytest
 from test_schema import MALFORMED, MALFORMED_HALF, MALFORMED_SPARSE, _sparse_features, record
 
 from vad.batch_decode import decode_batch
-from vad.schema import FLAG_GAP, FLAG_HALF, FLAG_SPARSE, N_CHANNELS, SchemaError, decode
+from vad.schema import FLAG_GAP, FLAG_HALF, FLAG_SPARSE, HEADER_SIZE, N_CHANNELS, SchemaError, decode
 
 
 def _one_by_one(items: list[bytes]):
@@ -83,6 +83,24 @@ def test_every_malformed_record_gets_the_reason_decode_gives_and_the_rest_surviv
     recs, errors = decode_batch(items)
     assert len(errors) == len(table) and len(recs) == len(_valid_mix())
     assert sorted(e.reason for _, e in errors) == sorted(r for _, r in table)
+
+
+@pytest.mark.parametrize("encoding", ["dense", "sparse", "half"])
+def test_a_camera_id_with_a_trailing_newline_is_dead_lettered_and_its_batch_scored(encoding):
+    """A "$"-anchored pattern accepts the id "cam\\n" ("$" matches before a final newline): the
+    record must be refused with bad_camera_id (the dead letter's reason), the records around it decoded."""
+    features = record().features if encoding == "dense" else _sparse_features()
+    precision = "float16" if encoding == "half" else "float32"
+    # The encoder refuses the id, so the record is encoded with "camX" and its last byte replaced.
+    raw = bytearray(record(camera_id="camX", features=features).encode(precision))
+    raw[HEADER_SIZE + 3] = ord("\n")
+    items = _valid_mix()
+    items.insert(5, bytes(raw))
+    recs, errors = decode_batch(items)
+    assert [(i, e.reason) for i, e in errors] == [(5, "bad_camera_id")]
+    assert "'cam\\n'" in errors[0][1].detail
+    assert len(recs) == len(_valid_mix()) and all(r.camera_id != "cam\n" for _, r in recs)
+    _assert_same(items)
 
 
 def test_empty_batch_and_a_batch_of_only_malformed_records():

@@ -157,6 +157,8 @@ def test_one_camera_section_with_overrides_mask_and_sensitivity(tmp_path):
         # the id pattern of the record schema (vad/schema.py)
         ("cameras:\n  'bad id': {}\n", "bad_camera_id"),
         ("cameras:\n  -x: {}\n", "bad_camera_id"),
+        ("cameras:\n  'a/../x': {}\n", "bad_camera_id"),
+        ('cameras:\n  "cam\\n": {}\n', "bad_camera_id"),
         # the old places name the new one
         ("edge:\n  cameras: [{id: a, source: x.mp4}]\n", "edge.cameras: moved to the top-level `cameras` section"),
         ("detect:\n  cameras: {a: {sensitivity: 2}}\n", "detect.cameras: moved to the top-level `cameras` section"),
@@ -224,7 +226,7 @@ def test_config_show_lists_every_field_with_value_source_and_description(tmp_pat
     assert cams == ["cameras.c1.source", "cameras.c1.mask", "cameras.c1.sensitivity", "cameras.c1.flow_scale"]
     assert by_path["cameras.c1.source"].value == "rtsp://***@cam/x"
     # Every leaf of the model is a row.
-    assert {"edge.grid_rows", "kafka.topics.events", "detect.update_every", "job.checkpoint_dir"} <= set(by_path)
+    assert {"edge.grid_rows", "kafka.topics.events", "detect.update_every_s", "job.checkpoint_dir"} <= set(by_path)
     table, text = show_table(cfg, sources), show_yaml(cfg, sources)
     for out in (table, text):
         assert "s3cret" not in out and "pw@" not in out

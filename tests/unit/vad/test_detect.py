@@ -8,7 +8,9 @@ from vad.detect import CameraState, EpisodeDetector, event_id
 
 
 def run(scores, cfg=None, camera="cam", thr=1.0, start=0):
-    det = EpisodeDetector(cfg or DetectConfig(ema_alpha=1.0, min_frames=2, cooldown_frames=3, update_every=5), thr)
+    det = EpisodeDetector(
+        cfg or DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0.1, cooldown_s=0.3, update_every_s=0.5), thr
+    )
     st, out = CameraState(), []
     for i, s in enumerate(scores, start=start):
         out += det.step(st, camera, i, 1_000 + i * 100, s, np.full((2, 2), s, np.float32))
@@ -21,7 +23,7 @@ def test_one_event_per_episode_with_lifecycle():
     phases = [e.phase for e in ev]
     assert phases == ["open", "update", "update", "close"]
     assert len({e.event_id for e in ev}) == 1
-    assert ev[0].start_frame == 5 and ev[-1].end_frame == 17
+    assert ev[0].start_frame == 5 and ev[-1].end_frame == 16  # the last frame above the close level
     assert [e.seq for e in ev] == [1, 2, 3, 4]
     assert ev[-1].peak_score == 2.0 and len(ev[-1].heatmap) == 2
 
@@ -29,13 +31,13 @@ def test_one_event_per_episode_with_lifecycle():
 def test_min_frames_ignores_blips_and_hysteresis_holds_open():
     _, _, ev = run([0.1, 2.0, 0.1, 2.0, 0.1])
     assert ev == []
-    cfg = DetectConfig(ema_alpha=1.0, min_frames=1, close_ratio=0.5, update_every=100)
+    cfg = DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0, close_ratio=0.5, update_every_s=10)
     _, st, ev = run([2.0, 0.8, 0.6, 0.8], cfg)  # stays above 0.5: no close
     assert [e.phase for e in ev] == ["open"] and st.open is not None
 
 
 def test_cooldown_blocks_immediate_reopen():
-    cfg = DetectConfig(ema_alpha=1.0, min_frames=1, cooldown_frames=4, update_every=100)
+    cfg = DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0, cooldown_s=0.4, update_every_s=10)
     _, _, ev = run([2, 0, 2, 2, 2, 2, 2, 2], cfg)
     assert [e.phase for e in ev] == ["open", "close", "open"]
     # closed at frame 1: no OPEN before frame 1 + 4; the episode still starts where the run began
@@ -50,7 +52,7 @@ def test_event_ids_are_stable_and_distinct():
 
 
 def test_duplicates_and_late_frames_are_dropped():
-    det = EpisodeDetector(DetectConfig(ema_alpha=1.0, min_frames=1), 1.0)
+    det = EpisodeDetector(DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0), 1.0)
     st = CameraState()
     assert det.step(st, "c", 5, 0, 3.0)
     assert det.step(st, "c", 5, 0, 3.0) == [] and det.step(st, "c", 4, 0, 3.0) == []
@@ -58,7 +60,7 @@ def test_duplicates_and_late_frames_are_dropped():
 
 
 def test_gap_closes_and_resets_smoothing():
-    det = EpisodeDetector(DetectConfig(ema_alpha=0.5, min_frames=1), 1.0)
+    det = EpisodeDetector(DetectConfig(merge_gap_s=0, ema_alpha=0.5, min_duration_s=0), 1.0)
     st = CameraState()
     det.step(st, "c", 0, 0, 4.0)
     ev = det.step(st, "c", 10, 0, 0.0, gap=True)
@@ -68,7 +70,7 @@ def test_gap_closes_and_resets_smoothing():
 
 def test_masked_cells_are_ignored_and_sensitivity_scales_threshold():
     cams = {"c": CameraConfig(mask=[(0, 0)], sensitivity=2.0)}
-    det = EpisodeDetector(DetectConfig(ema_alpha=1.0, min_frames=1), 1.0, cameras=cams)
+    det = EpisodeDetector(DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0), 1.0, cameras=cams)
     cells = np.array([[5.0, 0.1], [0.1, 0.1]], np.float32)
     assert det.frame_score("c", 5.0, cells) == np.float32(0.1)
     assert det.frame_score("other", 5.0, cells) == 5.0
@@ -86,7 +88,7 @@ def _plain(st: CameraState) -> dict:
 def test_camera_state_round_trips_through_its_stored_dict():
     from vad.detect import state_from_dict, state_to_dict
 
-    det, st = EpisodeDetector(DetectConfig(min_frames=1), 1.0, "v"), CameraState()
+    det, st = EpisodeDetector(DetectConfig(merge_gap_s=0, min_duration_s=0), 1.0, "v"), CameraState()
     for i in range(4):
         det.step(st, "c", i, 1000 + 100 * i, 3.0, np.full((2, 3), 0.12345678, np.float32))
     assert st.open is not None and st.open.heatmap.dtype == np.float32
@@ -100,3 +102,53 @@ def test_camera_state_round_trips_through_its_stored_dict():
     # events carry the heatmap as a list, rounded to 3 decimals
     ev = det.close(back, "c", reason="idle")[0]
     assert ev.heatmap == [[0.123] * 3] * 2
+
+
+def _times(scores, cfg, fps=10.0, thr=1.0):
+    det, st, out = EpisodeDetector(cfg, thr), CameraState(), []
+    for i, s in enumerate(scores):
+        out += det.step(st, "cam", i, 1_000 + round(i * 1000 / fps), s)
+    return st, out
+
+
+def test_a_dip_shorter_than_the_merge_gap_stays_one_event():
+    # Hot 10 frames, calm 2 s, hot again: one event at a 3 s merge gap, two at 1 s.
+    scores = [0.0] * 3 + [2.0] * 10 + [0.0] * 20 + [2.0] * 10 + [0.0] * 40
+    one = DetectConfig(ema_alpha=1.0, min_duration_s=0.2, merge_gap_s=3.0, cooldown_s=0, update_every_s=100)
+    _, ev = _times(scores, one)
+    assert [e.phase for e in ev] == ["open", "close"]
+    assert ev[0].start_frame == 3 and ev[-1].end_frame == 42  # the last hot frame of the second run
+    # The close is sent once the score has been low for the merge gap: 3 s after frame 43.
+    assert ev[-1].ts_ms == 1_000 + (43 + 30) * 100
+    two = one.model_copy(update={"merge_gap_s": 1.0})
+    _, ev = _times(scores, two)
+    assert [e.phase for e in ev] == ["open", "close", "open", "close"]
+    assert [(e.start_frame, e.end_frame) for e in ev if e.phase == "close"] == [(3, 12), (33, 42)]
+
+
+def test_durations_are_in_event_time_whatever_the_frame_rate():
+    cfg = DetectConfig(ema_alpha=1.0, min_duration_s=0.5, merge_gap_s=0, cooldown_s=0, update_every_s=100)
+    for fps in (4.0, 10.0, 20.0):
+        hot = round(0.5 * fps)  # frames spanning 0.5 s: not yet long enough
+        _, ev = _times([2.0] * hot, cfg, fps)
+        assert ev == [], fps
+        _, ev = _times([2.0] * (hot + 1), cfg, fps)
+        assert [e.phase for e in ev] == ["open"] and ev[0].end_frame == hot, fps
+
+
+def test_cooldown_and_updates_follow_event_time():
+    cfg = DetectConfig(ema_alpha=1.0, min_duration_s=0, merge_gap_s=0, cooldown_s=1.0, update_every_s=0.5)
+    _, ev = _times([2.0] * 12 + [0.0] + [2.0] * 20, cfg, fps=10.0)
+    assert [e.phase for e in ev][:4] == ["open", "update", "update", "close"]
+    assert [e.end_frame for e in ev if e.phase == "update"][:2] == [5, 10]
+    reopened = [e for e in ev if e.phase == "open"][1]
+    assert reopened.end_frame == 23  # closed at frame 12 (t = 1.2 s): no open until after 2.2 s
+
+
+def test_old_frame_based_detect_keys_are_refused_naming_the_new_ones():
+    import pytest
+
+    from vad.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"detect.min_frames: moved to `detect.min_duration_s`"):
+        load_config(env={"VAD_DETECT__MIN_FRAMES": "3"})

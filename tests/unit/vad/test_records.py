@@ -22,7 +22,8 @@ from vad.schema import N_CHANNELS, FrameFeatures
 
 CAMERA = "site-1/cam.2:x"
 # What the job wrote before the typed records, for the events of `_events()` (json.dumps of the
-# detector's dicts): the typed records must write the same bytes.
+# detector's dicts): the typed records must write the same bytes. One value differs on purpose: a
+# close's end_frame is the episode's last frame above the close level (3), not the first below it.
 WIRE_EVENTS = [
     '{"schema":"vad.event/v1","event_id":"803d93fcbd6d5319b4c9d9fd831a3f2d","camera_id":"site-1/cam.2:x",'
     '"phase":"open","seq":1,"start_frame":1,"end_frame":1,"start_ts_ms":1800000000100,"ts_ms":1800000000100,'
@@ -33,7 +34,7 @@ WIRE_EVENTS = [
     '"peak_score":3.0,"peak_frame":2,"threshold":0.75,"heatmap":[[1.0,0.0],[0.0,-1.235]],'
     '"model_version":"scalep-\\u00e9"}',
     '{"schema":"vad.event/v1","event_id":"803d93fcbd6d5319b4c9d9fd831a3f2d","camera_id":"site-1/cam.2:x",'
-    '"phase":"close","seq":3,"start_frame":1,"end_frame":4,"start_ts_ms":1800000000100,"ts_ms":1800000000400,'
+    '"phase":"close","seq":3,"start_frame":1,"end_frame":3,"start_ts_ms":1800000000100,"ts_ms":1800000000400,'
     '"peak_score":3.0,"peak_frame":2,"threshold":0.75,"heatmap":[[1.0,0.0],[0.0,-1.235]],'
     '"model_version":"scalep-\\u00e9","close_reason":"score"}',
 ]
@@ -63,7 +64,9 @@ dXUu
 
 
 def _events() -> list[Event]:
-    det = EpisodeDetector(DetectConfig(ema_alpha=1.0, min_frames=1, update_every=2), 0.75, "scalep-é")
+    det = EpisodeDetector(
+        DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0, update_every_s=0.2), 0.75, "scalep-é"
+    )
     st, out = DetectorState(), []
     for i, s in enumerate([0.1, 2.0, 3.0, 2.5, 0.1]):
         cells = np.array([[s / 3, 1e-5], [0.0, -1.23456]], np.float32)
@@ -151,7 +154,10 @@ def test_score_lines_are_the_hand_formatted_json_and_parse_exactly():
 
 
 def _detector_state() -> DetectorState:
-    det, st = EpisodeDetector(DetectConfig(ema_alpha=1.0, min_frames=2, update_every=3), 1.0, "v"), DetectorState()
+    det, st = (
+        EpisodeDetector(DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0.1, update_every_s=0.3), 1.0, "v"),
+        DetectorState(),
+    )
     for i in range(6):
         det.step(st, "cam-7", i, 1_800_000_000_000 + 100 * i, 0.5 + i, np.full((2, 3), i, np.float32))
     return st
@@ -196,7 +202,7 @@ def test_camera_state_an_older_job_stored_still_restores():
     assert (ev.event_id, ev.start_frame, ev.seq, ev.peak_score, ev.peak_frame) == (event_id("cam-7", 1), 1, 2, 5.5, 5)
     assert ev.heatmap.dtype == np.float32 and ev.heatmap.tolist() == [[0.0, 0.75, 1.5], [2.25, 3.0, 3.75]]
     # The episode goes on where it was: the next frames update, then close it, as one event.
-    d = EpisodeDetector(DetectConfig(ema_alpha=1.0, min_frames=2, update_every=3), 1.0, "v")
+    d = EpisodeDetector(DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0.1, update_every_s=0.3), 1.0, "v")
     out = []
     for i, s in ((6, 6.0), (7, 6.0), (8, 6.0), (9, 0.1)):
         out += d.step(det, "cam-7", i, 1_800_000_000_000 + 100 * i, s)

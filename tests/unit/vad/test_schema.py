@@ -13,7 +13,9 @@ from vad.schema import (
     SCHEMA_VERSION,
     FrameFeatures,
     SchemaError,
+    camera_id_ok,
     decode,
+    validate_camera_id,
     wire_values,
 )
 
@@ -69,6 +71,8 @@ MALFORMED = [
     (lambda d: d + b"\0" * (1 << 20), "oversize"),
     (lambda d: d[:HEADER_SIZE] + b"\xff\xfe\xfd\xfc\xfb" + d[HEADER_SIZE + 5 :], "bad_camera_id"),
     (lambda d: d[:HEADER_SIZE] + b"c m-1" + d[HEADER_SIZE + 5 :], "bad_camera_id"),
+    (lambda d: d[:HEADER_SIZE] + b"cam-\n" + d[HEADER_SIZE + 5 :], "bad_camera_id"),
+    (lambda d: d[:HEADER_SIZE] + b"a/../" + d[HEADER_SIZE + 5 :], "bad_camera_id"),
     (lambda d: _patch(d, 24, "<H", 0), "bad_frame_size"),
 ]
 
@@ -89,6 +93,82 @@ def test_encode_refuses_invalid_records():
         f = np.zeros((2, 2, N_CHANNELS), np.float32)
         f[0, 0, 0] = np.nan
         record(features=f).encode()
+
+
+LEGAL_CAMERA_IDS = [
+    "cam-1",
+    "gate-3",
+    "ped2-test004",
+    "recent",
+    "a:events",
+    "x:recent",
+    "site.a/gate_3",
+    "rtsp:cam/1/zone-2",
+    "a/.b",
+    "a/..b",
+    "a.",
+    "9",
+    "a" * 128,
+]
+ILLEGAL_CAMERA_IDS = [
+    "cam\n",  # "$" matches before a final newline: the id set is matched whole
+    "cam-1\n",
+    "\ncam",
+    "a/../x",
+    "a/..",
+    "../a",
+    "a/./b",
+    "a/.",
+    "/a",
+    "a/",
+    "a//b",
+    "",
+    "-x",
+    ".a",
+    "has space",
+    "cam\x00",
+    "cam\t1",
+    "cam\r",
+    "cam\x7f",
+    "café",
+    "камера",
+    "cam\u2028",
+    "a{b}",
+    "a" * 129,
+    "é" * 64,  # 64 characters, 128 bytes: not ASCII
+]
+
+
+@pytest.mark.parametrize("camera_id", LEGAL_CAMERA_IDS)
+def test_legal_camera_ids_pass_everywhere(camera_id):
+    assert validate_camera_id(camera_id) == camera_id and camera_id_ok(camera_id)
+    assert decode(record(camera_id=camera_id).encode()).camera_id == camera_id
+
+
+def _with_camera_id(data: bytes, camera_id: bytes) -> bytes:
+    """A wire record with its camera id replaced by arbitrary bytes (the encoder refuses illegal ids)."""
+    old = struct.unpack_from("<H", data, 6)[0]
+    head = _patch(data[:HEADER_SIZE], 6, "<H", len(camera_id))
+    return head + camera_id + data[HEADER_SIZE + old :]
+
+
+@pytest.mark.parametrize("camera_id", ILLEGAL_CAMERA_IDS)
+def test_illegal_camera_ids_are_refused_by_the_validator_the_encoder_and_the_decoder(camera_id):
+    with pytest.raises(SchemaError) as e:
+        validate_camera_id(camera_id)
+    assert e.value.reason == "bad_camera_id"
+    assert not camera_id_ok(camera_id)
+    with pytest.raises(SchemaError, match="bad_camera_id"):
+        record(camera_id=camera_id).encode()
+    with pytest.raises(SchemaError) as e:
+        decode(_with_camera_id(record().encode(), camera_id.encode()))
+    assert e.value.reason == "bad_camera_id"
+
+
+def test_a_camera_id_that_is_not_a_string_is_refused():
+    for camera_id in (None, 7, b"cam-1"):
+        with pytest.raises(SchemaError, match="bad_camera_id"):
+            validate_camera_id(camera_id)
 
 
 def _sparse_features() -> np.ndarray:

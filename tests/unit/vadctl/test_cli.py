@@ -15,3 +15,13 @@ def test_schemas_are_written_and_checked(tmp_path, capsys):
     for name in PUBLISHED:
         assert (tmp_path / name).read_text() == (REPO_ROOT / "docs" / "schemas" / name).read_text()
     assert main(["schemas", "--check", "--dir", str(tmp_path)]) == 0
+
+
+def test_run_and_submit_refuse_a_missing_model_in_one_line(tmp_path, capsys, monkeypatch):
+    """Before anything starts: no JVM, no cluster contacted, not even PyFlink imported by `run`."""
+    monkeypatch.setenv("VAD_JOB__MODEL_PATH", str(tmp_path / "gone.onnx"))
+    monkeypatch.setenv("VAD_CLUSTER__REST_ADDRESS", "127.0.0.1:9")  # nothing answers there
+    for cmd in ("run", "submit"):
+        assert main([cmd]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"job.model_path: {tmp_path / 'gone.onnx'}: no such file"], (cmd, err)

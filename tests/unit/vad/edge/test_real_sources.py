@@ -136,6 +136,8 @@ def _vad(*args, env=None, timeout=60):
         (["--camera", "c1", "--source", "/no/such/clip.mp4"], "video file not found: /no/such/clip.mp4"),
         (["--camera", "c1", "--source", "http://127.0.0.1:1/x.mp4"], "cannot open video source"),
         (["--camera", "bad id!", "--source", "x.mp4"], "bad_camera_id"),
+        (["--camera", "cam\n", "--source", "x.mp4"], "bad_camera_id"),
+        (["--camera", "a/../x", "--source", "x.mp4"], "bad_camera_id"),
         (["--all"], "no cameras configured"),
         (["--camera", "c1"], "has no source"),
     ],

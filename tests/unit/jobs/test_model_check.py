@@ -1,0 +1,63 @@
+"""`vad run` (the job's main) refuses a model its workers could not score with, before any JVM or
+Flink job exists: one line naming the config field, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from jobs.anomaly_job import main
+from jobs.model_check import check_model
+from vad.config import REPO_ROOT, ConfigError, load_config
+from vad.schema import FEATURE_LAYOUT_VERSION
+
+DEFAULT = REPO_ROOT / "models" / "default"
+
+
+def _main_refuses(monkeypatch, capsys, **env) -> str:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_the_default_model_passes():
+    check_model(load_config(env={}))
+
+
+def test_a_missing_model_stops_main_with_one_line_naming_the_field(monkeypatch, capsys, tmp_path):
+    line = _main_refuses(monkeypatch, capsys, VAD_JOB__MODEL_PATH=str(tmp_path / "gone.onnx"))
+    assert line == f"job.model_path: {tmp_path / 'gone.onnx'}: no such file"
+
+
+def test_a_corrupt_model_stops_main(monkeypatch, capsys, tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07 not onnx at all" * 100)
+    shutil.copy(DEFAULT / "card.json", tmp_path / "card.json")
+    line = _main_refuses(monkeypatch, capsys, VAD_JOB__MODEL_PATH=str(tmp_path / "model.onnx"))
+    assert line.startswith("job.model_path: ") and "not a loadable ONNX model" in line
+
+
+def test_a_card_of_another_feature_schema_version_stops_main(monkeypatch, capsys, tmp_path):
+    shutil.copy(DEFAULT / "model.onnx", tmp_path / "model.onnx")
+    card = json.loads((DEFAULT / "card.json").read_text())
+    (tmp_path / "card.json").write_text(json.dumps({**card, "feature_schema_version": FEATURE_LAYOUT_VERSION + 1}))
+    line = _main_refuses(monkeypatch, capsys, VAD_JOB__MODEL_PATH=str(tmp_path / "model.onnx"))
+    assert line.startswith("job.model_path: ") and "feature_schema_version is" in line
+
+
+def test_a_calibration_quantile_the_card_lacks_names_its_field(tmp_path):
+    shutil.copy(DEFAULT / "model.onnx", tmp_path / "model.onnx")
+    card = json.loads((DEFAULT / "card.json").read_text())
+    card["calibration"]["frame_score_quantiles"].pop("0.999")
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    cfg = load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "model.onnx")})
+    with pytest.raises(ConfigError, match=r"^detect.calibration_quantile: 0.999 is not in the model card"):
+        check_model(cfg)
+    # A fixed threshold needs no calibration from the card.
+    check_model(load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "model.onnx"), "VAD_DETECT__THRESHOLD": "2"}))
