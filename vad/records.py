@@ -95,7 +95,8 @@ class Event(_Versioned):
     camera_id: str = Field(
         min_length=1,
         max_length=128,
-        description="The camera, as named in its frame-feature records (letters, digits and _.:-/).",
+        description="The camera, as named in its frame-feature records: ASCII segments of letters, digits "
+        "and _.:- joined by /, with no empty, . or .. segment.",
     )
     phase: Phase = Field(
         description="open: the episode starts (the smoothed score stayed at or above the threshold for "

@@ -47,8 +47,9 @@ class Config(_Strict):
     cameras: dict[CameraId, CameraConfig] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         max_length=1024,
-        description="per camera, keyed by its id (letters, digits and _.:-/): source, mask, sensitivity and any "
-        "edge setting above compression to override; `vad produce --all` streams each",
+        description="per camera, keyed by its id (ASCII segments of letters, digits and _.:- joined by /): "
+        "source, mask, sensitivity and any edge setting above compression to override; `vad produce --all` "
+        "streams each",
         examples=[{"gate-3": {"source": "rtsp://camera-host/stream", "flow_scale": 0.25, "sensitivity": 1.5}}],
     )
 
