@@ -26,9 +26,10 @@ def _key(e):
     return e.event_id, e.seq, e.phase
 
 
-def _env(job_env, name, local_rest):
+def _env(job_env, name, local_rest, **extra):
     return job_env(
         name,
+        **extra,
         VAD_JOB__CHECKPOINT_INTERVAL_MS="1000",
         VAD_JOB__LOCAL_REST_PORT=str(local_rest.port),
         # As deployed: a job that failed on Redis would restart for as long as the outage lasts.
@@ -113,7 +114,8 @@ def test_redis_stopped_before_the_run(job_env, ped2, produce, jobs, local_rest):
 
 
 def test_redis_hung_during_the_run(job_env, ped2, produce, jobs, local_rest):
-    env = _env(job_env, "ro-hung", local_rest)
+    # Two subtasks, a camera on each (shards 0 and 1): the writer keyed by shard in each subtask.
+    env = _env(job_env, "ro-hung", local_rest, VAD_JOB__PARALLELISM="2")
     cfg = load_config(env=env)
     ensure_topics(cfg.kafka)
     _kafka, redis_svc = stack.services(cfg)
@@ -128,8 +130,8 @@ def test_redis_hung_during_the_run(job_env, ped2, produce, jobs, local_rest):
         # Redis hangs while the job runs, and a second camera streams an anomalous clip meanwhile.
         stopped = redis_svc.pid()
         os.kill(stopped, signal.SIGSTOP)
-        produce(env, {"ro-hung-b": ped2 / "test" / "Test004.mp4"})
-        kafka_events = _events_settled(cfg, job, jobs, {"ro-hung-a", "ro-hung-b"}, KAFKA_WITHIN_S)
+        produce(env, {"ro-hung-d": ped2 / "test" / "Test004.mp4"})
+        kafka_events = _events_settled(cfg, job, jobs, {"ro-hung-a", "ro-hung-d"}, KAFKA_WITHIN_S)
         assert _failures(local_rest) == [], "the job failed on Redis"
         os.kill(stopped, signal.SIGCONT)
         stopped = None
