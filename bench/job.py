@@ -265,14 +265,15 @@ def summarise(tp: dict[str, dict]) -> dict:
 
 def state_sizes(grids: np.ndarray) -> dict:
     """Pickled bytes of one camera's keyed state, as the job stores it (PICKLED_BYTE_ARRAY)."""
-    from udfs.score_detect import resolve_threshold
+    from models.card import ModelCard, card_path
     from vad.config import load_config
     from vad.detect import CameraState, EpisodeDetector, state_to_dict
     from vad.records import CameraState as JobState
 
     cfg = load_config(env={})
-    thr, version, t, _grid = resolve_threshold(cfg.detect, cfg.resolve(cfg.job.model_path))
-    det, st = EpisodeDetector(cfg.detect, thr, version), CameraState()
+    card = ModelCard.load(card_path(cfg.resolve(cfg.job.model_path)))
+    thr, t = card.detection_threshold(cfg.detect), card.window
+    det, st = EpisodeDetector(cfg.detect, thr, card.model_version), CameraState()
     for i in range(round(cfg.detect.min_duration_s * 10) + 3):  # an open event carries its heatmap: worst case
         det.step(st, "cam-0000", i, 1_700_000_000_000 + 100 * i, thr * 3, np.ones((12, 18), np.float32))
     window = [grids[i] for i in range(t - 1)]

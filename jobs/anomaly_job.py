@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(e, file=sys.stderr)
         raise SystemExit(2) from None
+    run(cfg)
+
+
+def run(cfg: Config) -> None:
+    """Builds and executes the job with a config whose model ``check_model`` has accepted."""
     local_run_options(cfg)
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
     build(env, cfg)

@@ -15,7 +15,7 @@ def check_model(cfg: Config) -> None:
         card = checked_model(cfg.resolve(cfg.job.model_path))
     except ModelError as e:
         raise ConfigError(f"job.model_path: {e}") from None
-    q = cfg.detect.calibration_quantile
-    if cfg.detect.threshold is None and q not in card.calibration.frame_score_quantiles:
-        have = sorted(card.calibration.frame_score_quantiles)
-        raise ConfigError(f"detect.calibration_quantile: {q} is not in the model card's calibration {have}")
+    try:
+        card.detection_threshold(cfg.detect)
+    except KeyError as e:
+        raise ConfigError(f"detect.calibration_quantile: {e.args[0]}") from None

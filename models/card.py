@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import tensors
-from vad.config import EdgeConfig
+from vad.config import DetectConfig, EdgeConfig
 
 
 class Calibration(BaseModel):
@@ -40,8 +40,13 @@ class ModelCard(BaseModel):
     def threshold(self, quantile: str) -> float:
         q = self.calibration.frame_score_quantiles
         if quantile not in q:
-            raise KeyError(f"model card has no calibration quantile {quantile}; it has {sorted(q)}")
+            raise KeyError(f"{quantile} is not in the model card's calibration {sorted(q)}")
         return q[quantile]
+
+    def detection_threshold(self, detect: DetectConfig) -> float:
+        """The frame-score threshold detection uses: ``detect.threshold`` if set, else this card's
+        calibration at ``detect.calibration_quantile``."""
+        return detect.threshold if detect.threshold is not None else self.threshold(detect.calibration_quantile)
 
     def edge_config(self, base: EdgeConfig) -> EdgeConfig:
         """The edge settings the model was trained with, on top of ``base`` (fields the card does

@@ -215,7 +215,7 @@ def evaluate(data: Path, model_path: Path, cfg: Config, out: Path | None = None,
     """In-process evaluation; ``raw``, if given, receives each clip's model frame scores."""
     labels, fps = load_labels(data / "labels.json")
     card = ModelCard.load(card_path(model_path))
-    threshold = cfg.detect.threshold or card.threshold(cfg.detect.calibration_quantile)
+    threshold = card.detection_threshold(cfg.detect)
     detector = EpisodeDetector(cfg.detect, threshold, card.model_version)
     scorer = OnnxScorer(model_path)
     edge = card.edge_config(cfg.edge)  # features exactly as the model was trained on

@@ -77,7 +77,7 @@ def streamed_scores(data: Path, model_path: Path, cfg: Config, timeout_s: float 
 def evaluate_streaming(data: Path, model_path: Path, cfg: Config, offline: dict | None = None) -> dict:
     labels, fps = load_labels(data / "labels.json")
     card = ModelCard.load(card_path(model_path))
-    threshold = cfg.detect.threshold or card.threshold(cfg.detect.calibration_quantile)
+    threshold = card.detection_threshold(cfg.detect)
     detector = EpisodeDetector(cfg.detect, threshold, card.model_version)
     edge, paths = card.edge_config(cfg.edge), {c.stem: c for c in list_clips(data / "test")}
     results = []

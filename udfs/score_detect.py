@@ -65,13 +65,6 @@ def _ttl(seconds: int) -> StateTtlConfig:
     )
 
 
-def resolve_threshold(cfg: DetectConfig, model_path: Path) -> tuple[float, str, int, tuple[int, int]]:
-    """(threshold, model version, window length, grid) from the model's card, read once."""
-    card = ModelCard.load(card_path(model_path))
-    thr = cfg.threshold if cfg.threshold is not None else card.threshold(cfg.calibration_quantile)
-    return thr, card.model_version, card.window, tuple(card.grid)
-
-
 def layout_mismatch(card: ModelCard) -> SchemaError | None:
     """Why no record this code reads is scorable by the card's model, or None. Every record version
     the reader accepts carries the channels of ``FEATURE_LAYOUT_VERSION`` (``vad.schema``), so a
@@ -112,9 +105,11 @@ class ScoreAndDetect(KeyedProcessFunction):
             # For the whole worker process, before its first bundle (open runs while the worker
             # builds the operators that bundle will run).
             disable_sampling_thread()
-        thr, version, self.window, self.grid = resolve_threshold(self.detect, Path(self.model_path))
-        self.layout_error = layout_mismatch(ModelCard.load(card_path(Path(self.model_path))))
-        self.detector = EpisodeDetector(self.detect, thr, version, self.camera_settings)
+        card = ModelCard.load(card_path(Path(self.model_path)))
+        self.window, self.grid = card.window, tuple(card.grid)
+        self.layout_error = layout_mismatch(card)
+        thr = card.detection_threshold(self.detect)
+        self.detector = EpisodeDetector(self.detect, thr, card.model_version, self.camera_settings)
         self.scorer = OnnxScorer(Path(self.model_path))
         # camera id -> CameraState (last frame scored, its last T-1 grids, detector state)
         cams = MapStateDescriptor("camera", Types.STRING(), Types.PICKLED_BYTE_ARRAY())

@@ -104,10 +104,9 @@ def _cmd_run(cfg, args) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
-    from jobs.anomaly_job import main as job_main
+    from jobs.anomaly_job import run
 
-    argv = ["--config", args.config] if args.config else []
-    job_main(argv)
+    run(cfg)  # checked above: the job's own main() would load and check it again
     return 0
 
 

@@ -11,6 +11,7 @@ import json
 
 import pytest
 import redis
+from flink_fakes import ListState, Timers, ValueState
 from pyflink.datastream import TimeDomain
 
 from udfs import redis_sink
@@ -69,43 +70,12 @@ class _Group:
         return self.counters.setdefault(name, _Counter())
 
 
-class _Value:
-    def __init__(self):
-        self.v = None
-
-    def value(self):
-        return self.v
-
-    def update(self, v):
-        self.v = v
-
-    def clear(self):
-        self.v = None
-
-
-class _List:
-    def __init__(self):
-        self.items = []
-
-    def get(self):
-        return list(self.items)
-
-    def add(self, v):
-        self.items.append(v)
-
-    def update(self, vs):
-        self.items = list(vs)
-
-    def clear(self):
-        self.items = []
-
-
 class _Runtime:
     """One shard's state (the tests drive one key)."""
 
     def __init__(self):
         self.group = _Group()
-        self.list, self.value = _List(), _Value()
+        self.list, self.value = ListState(), ValueState()
 
     def get_metrics_group(self):
         return self.group
@@ -115,20 +85,6 @@ class _Runtime:
 
     def get_state(self, _d):
         return self.value
-
-
-class _Timers:
-    def __init__(self, clock):
-        self.clock, self.processing, self.event = clock, [], []
-
-    def current_processing_time(self):
-        return self.clock[0]
-
-    def register_processing_time_timer(self, t):
-        self.processing.append(t)
-
-    def register_event_time_timer(self, t):
-        self.event.append(t)
 
 
 class _Ctx:
@@ -184,7 +140,7 @@ class Harness:
         self.rt = _Runtime()
         self.w.open(self.rt)
         self.clock = [1_000_000]
-        self.timers = _Timers(self.clock)
+        self.timers = Timers(self.clock)
 
     @property
     def counters(self):

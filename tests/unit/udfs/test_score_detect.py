@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from flink_fakes import MapState, Timers, ValueState
 from pyflink.common import Row
 from pyflink.datastream import TimeDomain
 
@@ -19,49 +20,16 @@ from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
 MODEL = str(REPO_ROOT / "models" / "default" / "model.onnx")
 
 
-class _Value:
-    def __init__(self):
-        self.v = None
-
-    def value(self):
-        return self.v
-
-    def update(self, v):
-        self.v = v
-
-    def clear(self):
-        self.v = None
-
-
-class _Map(dict):
-    def put(self, k, v):
-        self[k] = v
-
-
 class _Runtime:
     def get_state(self, _d):
-        return _Value()
+        return ValueState()
 
     def get_map_state(self, _d):
-        return _Map()
+        return MapState()
 
     def get_metrics_group(self):
         # What PyFlink gives with python.metric.enabled: false; the operator counts into no-ops.
         return None
-
-
-class _Timers:
-    def __init__(self):
-        self.event, self.processing = [], []
-
-    def register_event_time_timer(self, t):
-        self.event.append(t)
-
-    def register_processing_time_timer(self, t):
-        self.processing.append(t)
-
-    def current_processing_time(self):
-        return 0
 
 
 SHARD_KEY = 7
@@ -69,7 +37,7 @@ SHARD_KEY = 7
 
 class _Ctx:
     def __init__(self, ts=None, domain=TimeDomain.EVENT_TIME):
-        self.timers, self.ts, self.domain = _Timers(), ts, domain
+        self.timers, self.ts, self.domain = Timers(), ts, domain
 
     def get_current_key(self):
         return SHARD_KEY

@@ -2,8 +2,9 @@ import pickle
 from dataclasses import asdict
 
 import numpy as np
+import pytest
 
-from vad.config import CameraConfig, DetectConfig
+from vad.config import CameraConfig, ConfigError, DetectConfig, load_config
 from vad.detect import CameraState, EpisodeDetector, event_id
 
 
@@ -146,9 +147,5 @@ def test_cooldown_and_updates_follow_event_time():
 
 
 def test_old_frame_based_detect_keys_are_refused_naming_the_new_ones():
-    import pytest
-
-    from vad.config import ConfigError, load_config
-
     with pytest.raises(ConfigError, match=r"detect.min_frames: moved to `detect.min_duration_s`"):
         load_config(env={"VAD_DETECT__MIN_FRAMES": "3"})
