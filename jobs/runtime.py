@@ -101,10 +101,20 @@ def flink_configuration(cfg: Config, cluster: bool | None = None) -> Configurati
         "restart-strategy.exponential-delay.attempts-before-reset-backoff": str(j.restart_attempts or 2**31 - 1),
         "pipeline.name": "vad-anomaly-detection",
     }
-    if j.local_rest_port:
-        # For a local run's mini-cluster, on loopback (a cluster keeps its own REST settings).
-        settings["rest.bind-address"] = "127.0.0.1"
-        settings["rest.port"] = str(j.local_rest_port)
+    if not cluster:
+        # A local run's mini-cluster serves its REST API and web UI (which can cancel the job), its
+        # blob server and data exchange on loopback only: Flink's defaults bind every interface. A
+        # cluster keeps its own settings.
+        for key in (
+            "rest.bind-address",
+            "rest.address",
+            "jobmanager.bind-host",
+            "taskmanager.bind-host",
+            "taskmanager.host",
+        ):
+            settings[key] = "127.0.0.1"
+        if j.local_rest_port:
+            settings["rest.port"] = str(j.local_rest_port)
     if j.restore_from:
         settings["execution.state-recovery.path"] = cfg.resolve_uri(j.restore_from)
     for k, v in settings.items():

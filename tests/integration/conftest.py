@@ -21,7 +21,13 @@ from vad.config import load_config
 from vadctl import stack
 
 REPO = Path(__file__).resolve().parents[2]
-PORTS = {"VAD_STACK__KAFKA_PORT": "29092", "VAD_STACK__CONTROLLER_PORT": "29093", "VAD_STACK__REDIS_PORT": "26379"}
+# VAD_TEST_PORT_OFFSET moves them, so two suites can run side by side on one machine.
+_OFFSET = int(os.environ.get("VAD_TEST_PORT_OFFSET", "0"))
+PORTS = {
+    "VAD_STACK__KAFKA_PORT": str(29092 + _OFFSET),
+    "VAD_STACK__CONTROLLER_PORT": str(29093 + _OFFSET),
+    "VAD_STACK__REDIS_PORT": str(26379 + _OFFSET),
+}
 
 
 @pytest.fixture(scope="module", autouse=True)

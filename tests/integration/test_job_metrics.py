@@ -6,7 +6,9 @@ the step scopes of Beam's state sampler, which the job runs without its sampling
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import time
 
 from vad.config import load_config
@@ -34,6 +36,23 @@ def _count(distribution: str) -> int:
     return int(re.search(r"count=(\d+)", distribution).group(1))
 
 
+def listening_addresses(pgid: int) -> list[str]:
+    """The local addresses of the TCP sockets that processes of process group ``pgid`` listen on
+    (the JVM and its Python workers), from ``ss``."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=30, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        for pid in re.findall(r"pid=(\d+)", line):
+            try:
+                if os.getpgid(int(pid)) == pgid:
+                    found.append(fields[3])
+                    break
+            except ProcessLookupError:
+                continue
+    return found
+
+
 def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest):
     env = job_env("metrics", VAD_JOB__LOCAL_REST_PORT=str(local_rest.port))
     ensure_topics(load_config(env=env).kafka)
@@ -52,8 +71,12 @@ def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest):
                 seen = _vad_metrics(local_rest)
             except OSError:  # the cluster's REST endpoint is not up yet
                 continue
+        # A local run's REST API and web UI (which can cancel the job) listen on loopback only.
+        # (Beam's gRPC servers for the Python worker bind every interface in Beam's own code.)
+        listening = {a.rsplit(":", 1)[1]: a.rsplit(":", 1)[0] for a in listening_addresses(job.pid)}
     finally:
         jobs.kill(job)
+    assert listening.get(str(local_rest.port)) in ("127.0.0.1", "[::ffff:127.0.0.1]"), listening
     assert int(seen["records_in"]) == sent and int(seen["windows_scored"]) == sent, seen
     batches = int(seen["batches"])
     assert 0 < batches <= sent and _count(seen["batch_size"]) == batches

@@ -61,13 +61,22 @@ def test_the_source_batches_its_fetches_within_a_latency_bound():
     assert props["fetch.max.wait.ms"] == "5"
 
 
-def test_a_local_runs_rest_port_is_set_on_loopback_only_when_asked():
+def test_a_local_run_serves_rest_on_loopback_and_a_cluster_keeps_its_own_settings():
     from jobs.runtime import flink_configuration
 
-    conf = flink_configuration(load_config(env={})).to_dict()
-    assert "rest.port" not in conf and "rest.bind-address" not in conf
-    conf = flink_configuration(load_config(env={"VAD_JOB__LOCAL_REST_PORT": "18081"})).to_dict()
+    conf = flink_configuration(load_config(env={}), cluster=False).to_dict()
+    assert "rest.port" not in conf
+    assert {
+        k: conf[k] for k in ("rest.bind-address", "rest.address", "jobmanager.bind-host", "taskmanager.bind-host")
+    } == dict.fromkeys(
+        ("rest.bind-address", "rest.address", "jobmanager.bind-host", "taskmanager.bind-host"), "127.0.0.1"
+    )
+    conf = flink_configuration(load_config(env={"VAD_JOB__LOCAL_REST_PORT": "18081"}), cluster=False).to_dict()
     assert conf["rest.port"] == "18081" and conf["rest.bind-address"] == "127.0.0.1"
+    conf = flink_configuration(load_config(env={"VAD_JOB__LOCAL_REST_PORT": "18081"}), cluster=True).to_dict()
+    assert not {"rest.port", "rest.bind-address", "rest.address", "jobmanager.bind-host", "taskmanager.host"} & set(
+        conf
+    )
     with pytest.raises(Exception, match="local_rest_port"):
         load_config(env={"VAD_JOB__LOCAL_REST_PORT": "70000"})
 
