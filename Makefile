@@ -1,5 +1,5 @@
 # `make demo` and `make test` do all set-up on a fresh machine (see scripts/setup.sh).
-.PHONY: setup demo test test-unit lint format bench clean stack-up stack-down model k8s-validate
+.PHONY: setup demo test test-unit lint format bench reliability clean stack-up stack-down model k8s-validate
 
 VENV := .venv/bin
 
@@ -13,10 +13,10 @@ test: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/lint-imports --no-cache
-	$(VENV)/python -m pytest -q tests
+	$(VENV)/python -m pytest -q tests --ignore=tests/integration/reliability
 
 test-unit: setup
-	$(VENV)/python -m pytest -q tests -m "not integration"
+	$(VENV)/python -m pytest -q tests -m "not integration" --ignore=tests/integration/reliability
 
 lint: setup
 	$(VENV)/ruff check .
@@ -29,6 +29,15 @@ format: setup
 
 bench: setup
 	$(VENV)/python -m bench.run
+
+# The fault suite (docs/reliability.md): every scenario against the real stack, then one JSON line.
+RELIABILITY := tests/integration/reliability
+reliability: setup
+	PYTHONPATH=$(RELIABILITY) $(VENV)/python -m pytest -q -p reliability_plugin $(RELIABILITY) \
+	  tests/integration/test_exactly_once.py tests/integration/test_redis_outage.py \
+	  tests/integration/test_edge_restart.py tests/integration/test_edge_delivery_failure.py \
+	  tests/integration/test_idle_skew_and_ttl.py; \
+	status=$$?; PYTHONPATH=$(RELIABILITY) $(VENV)/python $(RELIABILITY)/report.py; exit $$status
 
 # The default model, trained on the Ped2 training clips (see docs/models.md).
 model: setup

@@ -30,6 +30,7 @@ from jobs.jvm_operators import (
     key_groups,
     reinterpret_by_shard,
     sharded_records,
+    split_events,
     split_lines,
 )
 from jobs.model_check import check_model
@@ -133,7 +134,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
         split_lines(java_side_output(scored, SCORES)).name("split-scores").uid("split-scores").sink_to(
             kafka_sink(cfg, cfg.kafka.topics.scores, "scores")
         ).name("scores-sink").uid("scores-sink")
-    split_lines(java_side_output(scored, EVENTS)).name("split-events").uid("split-events").sink_to(
+    split_events(java_side_output(scored, EVENTS)).name("split-events").uid("split-events").sink_to(
         kafka_sink(cfg, cfg.kafka.topics.events, "events")
     ).name("events-sink").uid("events-sink")
     # Redis, a view of the events: a branch in a task of its own (not chained, so a slow or absent

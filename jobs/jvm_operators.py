@@ -1,7 +1,7 @@
 """The job's operators that run in the JVM, wired from Python: which scoring shard a raw
 frame-feature record goes to, the micro-batches that carry a shard's records into the Python worker,
 side outputs taken as JVM streams, the scoring operator's output keyed again by its shard (for the
-Redis writer), and the line splitter before the scores and events sinks.
+Redis writer), and the line splitters before the scores and events sinks.
 
 Everything before the scoring operator runs in the JVM (``java/src``): the Kafka value deserializer
 computes the shard (``io.github.vad.flink.ShardedRecords``; ``shard_of`` is the same function here,
@@ -85,6 +85,18 @@ def split_lines(lines: DataStream) -> DataStream:
     jvm = get_gateway().jvm
     return DataStream(
         lines._j_data_stream.flatMap(jvm.io.github.vad.flink.SplitLines(), Types.STRING().get_java_type_info())
+    )
+
+
+def split_events(events: DataStream) -> DataStream:
+    """A stream of newline-joined event JSON -> one string per event, each timestamped with its own
+    ``ts_ms`` for the Kafka sink, in the JVM (SplitEvents): a timer's events would otherwise carry
+    the timer's time, which at the end of a bounded input is one the broker refuses."""
+    jvm = get_gateway().jvm
+    return DataStream(
+        events._j_data_stream.transform(
+            "split-events", Types.STRING().get_java_type_info(), jvm.io.github.vad.flink.SplitEvents()
+        )
     )
 
 

@@ -93,6 +93,7 @@ def flink_configuration(cfg: Config, cluster: bool | None = None) -> Configurati
         # Kept when the job is cancelled or dies, so it can resume from the last one.
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",
+        "execution.checkpointing.tolerable-failed-checkpoints": str(j.tolerable_checkpoint_failures),
         "state.backend.type": j.state_backend,
         "restart-strategy.type": "exponential-delay",
         "restart-strategy.exponential-delay.initial-backoff": f"{j.restart_initial_backoff_ms} ms",

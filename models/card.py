@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import tensors
+from models.tail import TailModel
 from vad.config import DetectConfig, EdgeConfig
+
+log = logging.getLogger(__name__)
+
+# 2: calibration.tail (the false-episode tail model); a card without the field is format 1.
+CARD_FORMAT = 2
 
 
 class Calibration(BaseModel):
@@ -18,10 +25,12 @@ class Calibration(BaseModel):
     # Quantiles of the causal frame score on normal (training) video, keys "0.99", "0.999", ...
     frame_score_quantiles: dict[str, float]
     cell_score_quantiles: dict[str, float]
+    tail: TailModel | None = Field(None, description="false episodes per hour vs threshold (card format >= 2)")
 
 
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    card_format: int = Field(1, ge=1, le=CARD_FORMAT, description="1: quantiles only; 2: + calibration.tail")
     name: str
     model_version: str
     feature_schema_version: int
@@ -44,9 +53,26 @@ class ModelCard(BaseModel):
         return q[quantile]
 
     def detection_threshold(self, detect: DetectConfig) -> float:
-        """The frame-score threshold detection uses: ``detect.threshold`` if set, else this card's
-        calibration at ``detect.calibration_quantile``."""
-        return detect.threshold if detect.threshold is not None else self.threshold(detect.calibration_quantile)
+        """The frame-score threshold detection uses (before a camera's ``sensitivity``):
+        ``detect.threshold`` if set; else, with ``detect.target_false_alarms_per_hour``, the card's
+        tail model at that rate; else (or with a card that has no tail model) the card's
+        calibration quantile ``detect.calibration_quantile``."""
+        if detect.threshold is not None:
+            return detect.threshold
+        tail = self.calibration.tail
+        if detect.target_false_alarms_per_hour is not None and tail is not None:
+            settings = ("ema_alpha", "min_duration_s", "merge_gap_s", "cooldown_s")
+            differ = [k for k in settings if getattr(detect, k) != getattr(tail, k)]
+            if differ:
+                log.warning(
+                    "detect.%s differ from the settings the card's tail was fitted with; the false-episode "
+                    "rate at the threshold will not be the target's (retrain with them)",
+                    ", ".join(differ),
+                )
+            return tail.threshold(detect.target_false_alarms_per_hour)
+        if detect.target_false_alarms_per_hour is not None:
+            log.warning("model card format %d has no tail model: threshold from its quantile", self.card_format)
+        return self.threshold(detect.calibration_quantile)
 
     def edge_config(self, base: EdgeConfig) -> EdgeConfig:
         """The edge settings the model was trained with, on top of ``base`` (fields the card does

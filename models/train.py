@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,10 +14,11 @@ import onnx
 from tqdm import tqdm
 
 from models import tensors
-from models.card import Calibration, ModelCard, card_path
+from models.card import CARD_FORMAT, Calibration, ModelCard, card_path
 from models.scorers import baseline, convae, mil, scalep, scalep_dir
-from vad.config import EdgeConfig, EdgeSettings
-from vad.edge.clips import clip_features, list_clips
+from models.tail import fit_tail
+from vad.config import DetectConfig, EdgeConfig, EdgeSettings
+from vad.edge.clips import clip_features, clip_samples, list_clips
 from vad.schema import FEATURE_LAYOUT_VERSION, N_CHANNELS
 from vad.windows import clip_windows
 
@@ -23,8 +26,42 @@ log = logging.getLogger(__name__)
 QUANTILES = ("0.99", "0.995", "0.999", "0.9999")
 
 
+class Progress:
+    """Progress lines on stderr (stage, clips done / total, elapsed), one per clip: readable in a
+    terminal and in a log, where a redrawn bar is not."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.monotonic()
+
+    def __call__(self, stage: str, done: int | None = None, total: int | None = None, unit: str = "clips") -> None:
+        count = f" {done}/{total} {unit}" if total is not None else ""
+        print(f"vad train [{time.monotonic() - self.t0:7.1f} s] {stage}{count}", file=self.stream, flush=True)
+
+
+@contextmanager
+def _quiet(logger: str):
+    lg = logging.getLogger(logger)
+    level = lg.level
+    lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        lg.setLevel(level)
+
+
 def extract(folder: Path, edge: EdgeConfig, desc: str) -> dict[str, np.ndarray]:
     return {p.stem: clip_features(p, edge) for p in tqdm(list_clips(folder), desc=desc, unit="clip")}
+
+
+def extract_timed(paths: dict[str, Path], edge: EdgeConfig, progress: Progress) -> tuple[dict, dict]:
+    """Feature grids and event times (ms) of each clip, as the edge samples it, with progress."""
+    grids, times = {}, {}
+    for i, (name, path) in enumerate(paths.items()):
+        s = clip_samples(path, edge)
+        grids[name], times[name] = s.grids, s.ts_ms
+        progress("features: clips decoded", i + 1, len(paths))
+    return grids, times
 
 
 def score_clips(
@@ -80,10 +117,21 @@ def read_clip_labels(data: Path, path: Path) -> dict[str, int]:
     return clips
 
 
-def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note) -> ModelCard:
+def _tail(smoothed: list[np.ndarray], times: list[np.ndarray], detect: DetectConfig):
+    return fit_tail(
+        list(zip(smoothed, times, strict=True)),
+        ema_alpha=detect.ema_alpha,
+        min_duration_s=detect.min_duration_s,
+        merge_gap_s=detect.merge_gap_s,
+        cooldown_s=detect.cooldown_s,
+    )
+
+
+def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note, tail=None) -> ModelCard:
     rows, cols = edge.grid_rows, edge.grid_cols
     features = {k: getattr(edge, k) for k in EdgeSettings.model_fields}
     return ModelCard(
+        card_format=CARD_FORMAT,
         name=f"vad-{kind}",
         model_version=datetime.now(UTC).strftime(f"{kind}-%Y%m%d%H%M%S"),
         feature_schema_version=FEATURE_LAYOUT_VERSION,
@@ -107,17 +155,30 @@ def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note) ->
             ema_alpha=ema_alpha,
             frame_score_quantiles={q: float(np.quantile(frame, float(q))) for q in QUANTILES},
             cell_score_quantiles={q: float(np.quantile(cells, float(q))) for q in QUANTILES},
+            tail=tail,
         ),
         notes=note,
     )
 
 
-def train_mil(data: Path, out: Path, edge: EdgeConfig, clip_labels: Path, ema_alpha: float = 0.5) -> ModelCard:
+def train_mil(
+    data: Path,
+    out: Path,
+    edge: EdgeConfig,
+    clip_labels: Path,
+    ema_alpha: float = 0.5,
+    detect: DetectConfig | None = None,
+    progress: Progress | None = None,
+) -> ModelCard:
     """Weakly supervised model (models/scorers/mil.py) from clip-level labels. Thresholds are calibrated on
     the normal clips' scores (in-sample: MIL's weights need the anomalous clips too)."""
+    detect = detect or DetectConfig(ema_alpha=ema_alpha)
+    ema_alpha = detect.ema_alpha
+    progress = progress or Progress()
     labels = read_clip_labels(data, clip_labels)
     t0 = time.monotonic()
-    grids = {rel: clip_features(data / rel, edge) for rel in tqdm(labels, desc="features", unit="clip")}
+    grids, times = extract_timed({rel: data / rel for rel in labels}, edge, progress)
+    progress("fit")
     normal = {k: g for k, g in grids.items() if not labels[k]}
     scales = mil.fit_scales(list(normal.values()))
     w, b = mil.train([g for k, g in grids.items() if labels[k]], list(normal.values()), scales)
@@ -125,8 +186,10 @@ def train_mil(data: Path, out: Path, edge: EdgeConfig, clip_labels: Path, ema_al
     model_path = out / "model.onnx"
     onnx.save(mil.build_onnx(scales, w, b), model_path)
     scored = score_clips(model_path, normal, 1)
-    frame = np.concatenate([_ema(f, ema_alpha) for f, _ in scored.values()])
+    smoothed = {k: _ema(f, ema_alpha) for k, (f, _) in scored.items()}
+    frame = np.concatenate(list(smoothed.values()))
     cells = np.concatenate([c.ravel() for _, c in scored.values()])
+    tail = _tail(list(smoothed.values()), [times[k] for k in smoothed], detect)
     card = _card(
         "mil",
         edge,
@@ -139,39 +202,62 @@ def train_mil(data: Path, out: Path, edge: EdgeConfig, clip_labels: Path, ema_al
         ema_alpha,
         "MIL (Sultani et al. 2018) on clip labels; "
         f"weights {w.tolist()}, bias {b:.3f}; calibration in-sample on the normal clips.",
+        tail,
     )
     card.save(card_path(model_path))
+    progress(f"done: {model_path}")
     return card
 
 
-def train(data: Path, out: Path, edge: EdgeConfig, kind: str = "scalep", ema_alpha: float = 0.5) -> ModelCard:
+def train(
+    data: Path,
+    out: Path,
+    edge: EdgeConfig,
+    kind: str = "scalep",
+    ema_alpha: float = 0.5,
+    detect: DetectConfig | None = None,
+    progress: Progress | None = None,
+) -> ModelCard:
     """Fit on DIR/train, export ONNX + card. The card's thresholds are calibrated leave-one-clip-out:
-    each training clip is scored by a model fitted on the other clips, so the quantiles describe
-    normal video the model has not seen (in-sample quantiles would set thresholds too low)."""
+    each training clip is scored by a model fitted on the other clips, so the quantiles and the tail
+    model (models/tail.py) describe normal video the model has not seen (in-sample ones would set
+    thresholds too low). ``detect``: the detector settings the tail's episodes are counted with."""
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}; choose from {sorted(MODELS)}")
+    detect = detect or DetectConfig(ema_alpha=ema_alpha)
+    ema_alpha = detect.ema_alpha
+    progress = progress or Progress()
     t0 = time.monotonic()
-    clips = extract(data / "train", edge, "features")
+    clips, times = extract_timed({p.stem: p for p in list_clips(data / "train")}, edge, progress)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.onnx"
+    progress(f"fit {kind}")
     window = _fit_export(kind, list(clips.values()), model_path)
-    frame_scores, cell_scores = [], []
+    frame_scores, cell_scores, held_out = [], [], []
     if len(clips) >= 2:
         tmp = out / ".loco.onnx"
-        for name in tqdm(clips, desc="calibration (leave one clip out)", unit="clip"):
+        for i, name in enumerate(clips):
             _fit_export(kind, [g for k, g in clips.items() if k != name], tmp)
-            f, c = score_clips(tmp, {name: clips[name]}, window)[name]
+            # One ONNX session per held-out clip: their provider lines would bury the progress.
+            with _quiet("models.onnx_session"):
+                f, c = score_clips(tmp, {name: clips[name]}, window)[name]
             frame_scores.append(_ema(f, ema_alpha))
             cell_scores.append(c.ravel())
+            held_out.append(name)
+            progress("calibration: clips held out and scored", i + 1, len(clips))
         tmp.unlink()
-        note = "Calibration quantiles are leave-one-clip-out on the training clips (smoothed frame score)."
+        note = "Calibration quantiles and tail are leave-one-clip-out on the training clips (smoothed frame score)."
     else:
-        f, c = score_clips(model_path, clips, window)[next(iter(clips))]
-        frame_scores, cell_scores = [_ema(f, ema_alpha)], [c.ravel()]
-        note = "One training clip: calibration quantiles are in-sample and optimistic."
+        name = next(iter(clips))
+        f, c = score_clips(model_path, clips, window)[name]
+        frame_scores, cell_scores, held_out = [_ema(f, ema_alpha)], [c.ravel()], [name]
+        note = "One training clip: calibration quantiles and tail are in-sample and optimistic."
+    progress("tail fit")
+    tail = _tail(frame_scores, [times[k] for k in held_out], detect)
     frame = np.concatenate(frame_scores)
     cells = np.concatenate(cell_scores)
-    card = _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note)
+    card = _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note, tail)
     card.save(card_path(model_path))
+    progress(f"done: {model_path}")
     log.info("trained %s in %.1f s: %s", kind, time.monotonic() - t0, model_path)
     return card

@@ -43,4 +43,11 @@ if ! command -v redis-server >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
+if ! command -v openssl >/dev/null; then
+  # The secured stack (stack.secure, tests/integration/test_security.py) makes its CA with it.
+  echo "setup: openssl from Debian"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
+fi
 command -v java >/dev/null || { echo "setup: a Java 17 runtime is required (the broker and Flink run on it)" >&2; exit 1; }

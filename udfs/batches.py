@@ -22,16 +22,23 @@ def pack_batch(items: list[bytes]) -> bytes:
 
 def unpack_batch(blob: bytes) -> list[bytes]:
     """The records of one batch (layout: ``BatchRecords.pack``: uint32 count, then uint32 length and
-    the bytes of each record, little-endian)."""
+    the bytes of each record, little-endian); ValueError, naming what is wrong, for any other bytes."""
     view = memoryview(blob)
+    end = len(view)
+    if end < 4:
+        raise ValueError(f"batch of {end} bytes: too short for its record count")
     (n,), pos, out = _U32.unpack_from(view, 0), 4, []
-    for _ in range(n):
-        (size,) = _U32.unpack_from(view, pos)
+    for i in range(n):
+        # A record past the end is refused as such (ValueError, like any malformed batch), not left
+        # to struct.error or a short slice.
+        size = _U32.unpack_from(view, pos)[0] if pos + 4 <= end else end
         pos += 4
+        if pos + size > end:
+            raise ValueError(f"batch of {n} records: record {i} runs past the batch's {end} bytes")
         out.append(bytes(view[pos : pos + size]))
         pos += size
-    if pos != len(blob):
-        raise ValueError(f"batch of {n} records: {len(blob) - pos} bytes left over")
+    if pos != end:
+        raise ValueError(f"batch of {n} records: {end - pos} bytes left over")
     return out
 
 

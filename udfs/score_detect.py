@@ -14,11 +14,19 @@ side output (split into one Kafka record per event in the JVM) and as the main o
 newline-joined string (split into one record per frame in the JVM). The records' types and the
 state's (``CameraState``) are in ``vad.records``.
 
-Rules: frames of a camera are scored in frame order within a batch; a frame not newer than the last
-one scored for its camera is late or a duplicate and is dropped (counted); a GAP flag resets the
-camera's window and closes its open event; a camera silent for ``idle_close_ms`` of event time has
-its open event closed. A record the model cannot score (another grid, another feature layout) is
-dead-lettered.
+Rules: frames of a camera are ordered by (event time, frame index), not by index alone, as an edge
+restart starts its indices at 0 again; within a batch they are put in that order between GAP flags
+(arrival order across them); a frame not after the last one scored for its camera is late or a
+duplicate and is dropped (counted), unless it carries the GAP flag, which the first record of every
+producer stream does: then it is a new stream (see ``vad.detect``). A GAP flag, or an index not
+after the last one's, resets the camera's window and closes its open event. An open event closes
+as idle only when its own camera stopped sending, never because another camera's event time is
+ahead (a partition's watermark follows its fastest camera): at the camera's next record if its event
+time is more than ``idle_close_ms`` after the last one's (so a replay closes it where the live run
+did), else once no record of the camera has arrived for ``idle_close_ms`` of processing time (a
+timer: it closes even when every camera is silent and the watermark stalls, well before the state
+TTL), and at the end of a bounded input. A record the model cannot score (another grid, another
+feature layout) is dead-lettered.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ EVENTS = OutputTag("events", Types.STRING())
 # The main output: (the shard's key, the batch's events as newline-joined JSON).
 EVENTS_BY_SHARD = Types.ROW([Types.INT(), Types.STRING()])
 IDLE_TICK_MS = 1000
+# The watermark of an input that has ended (a bounded run): its timer closes every open event.
+END_OF_INPUT = 2**63 - 1
 
 
 def _ttl(seconds: int) -> StateTtlConfig:
@@ -76,6 +86,18 @@ def layout_mismatch(card: ModelCard) -> SchemaError | None:
         f"feature layout {FEATURE_LAYOUT_VERSION} with {N_CHANNELS} channels, the model scores layout "
         f"{card.feature_schema_version} with {card.channels}",
     )
+
+
+def _in_order(recs: list) -> list:
+    """The records of a batch, each camera's in (event time, frame index) order between its GAP
+    records: a frame reordered in transit (a Kafka producer's retry) is put back in place, but a
+    restarted stream that went back in event time stays after the old stream it arrived after."""
+    stream: dict[str, int] = {}
+    keyed = []
+    for n, r in enumerate(recs):
+        s = stream[r.camera_id] = stream.get(r.camera_id, 0) + r.gap
+        keyed.append((r.camera_id, s, r.ts_ms, r.frame_index, n))
+    return [recs[k[-1]] for k in sorted(keyed)]
 
 
 class ScoreAndDetect(KeyedProcessFunction):
@@ -115,9 +137,14 @@ class ScoreAndDetect(KeyedProcessFunction):
         cams = MapStateDescriptor("camera", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         cams.enable_time_to_live(_ttl(self.ttl_s))
         self.cameras = runtime_context.get_map_state(cams)
-        # Earliest event time at which an open episode of this shard could be idle: the scan over
-        # the shard's cameras runs only then, not on every batch's watermark timer.
-        self.idle_due = runtime_context.get_state(ValueStateDescriptor("idle_due", Types.LONG()))
+        # The shard's pending silence check (a processing-time timer), so a batch registers none
+        # while one is pending: the check scans the shard's cameras and registers the next.
+        self.silence_check = runtime_context.get_state(ValueStateDescriptor("silence_check", Types.LONG()))
+        # Camera with an open event -> processing time its last record reached this operator. Not
+        # state: after a restart every camera counts from the restart (a restored timer must not close
+        # the episode of a camera whose records are still waiting in Kafka).
+        self.arrived: dict[str, int] = {}
+        self.started: int | None = None
         g = vad_metrics(runtime_context)
         self.m_in = g.counter("records_in")
         self.m_dead = g.counter("vad_dead_letters")
@@ -141,10 +168,31 @@ class ScoreAndDetect(KeyedProcessFunction):
         yield from self._score_batch(items, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        # Event-time timers only: the idle scan (see _detect).
-        due = self.idle_due.value()
-        if ctx.time_domain() == TimeDomain.EVENT_TIME and due is not None and timestamp >= due:
-            yield from self._close_idle(timestamp, ctx)
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            self.silence_check.clear()
+            yield from self._close_silent(max(timestamp, self._now(ctx)), ctx)
+        elif timestamp >= END_OF_INPUT:
+            yield from self._close_silent(None, ctx)
+        else:
+            # An idle timer of a job that closed by event time (restored from its savepoint): the
+            # episodes it left open get a silence check.
+            self._arm(ctx, self._now(ctx) + self.idle_close_ms)
+
+    def _now(self, ctx) -> int:
+        now = ctx.timer_service().current_processing_time()
+        if self.started is None:
+            self.started = now
+        return now
+
+    def _arm(self, ctx, due: int) -> None:
+        # A pending check is never later than a new one would be (each is due idle_close_ms after an
+        # arrival that is already past). Rounded up to a whole IDLE_TICK_MS, as Flink keeps one
+        # timer per key and time; the end-of-input timer is one per shard too.
+        if self.silence_check.value() is None:
+            tick = -(-due // IDLE_TICK_MS) * IDLE_TICK_MS
+            ctx.timer_service().register_processing_time_timer(tick)
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+            self.silence_check.update(tick)
 
     def _emit(self, events: list[Event]) -> list[str]:
         out = []
@@ -164,25 +212,26 @@ class ScoreAndDetect(KeyedProcessFunction):
         yield EVENTS, joined
         yield Row(ctx.get_current_key(), joined)
 
-    def _close_idle(self, watermark: int, ctx):
+    def _close_silent(self, now: int | None, ctx):
+        """Closes the shard's open events whose camera sent nothing for idle_close_ms of processing
+        time (all of them at the end of the input: ``now`` None), and arms the check of the others.
+        The close carries the camera's last frame and its time, as the in-stream close does."""
         next_due, events = None, []
         for cam, stored in list(self.cameras.items()):
             entry = CameraState.load(stored)
             st = entry.det
             if st is None or st.open is None:
                 continue
-            due = st.last_ts + self.idle_close_ms
-            if due <= watermark:
-                closed = self.detector.close(st, cam, reason="idle")
+            since = self.arrived.get(cam, self.started)
+            if now is None or since is None or now - since >= self.idle_close_ms:
+                events += self._emit(self.detector.close(st, cam, reason="idle"))
                 self.cameras.put(cam, entry)
-                events += self._emit(closed)
+                self.arrived.pop(cam, None)
             else:
-                # Its last flush registered a timer at or after this time, so the scan runs again.
+                due = since + self.idle_close_ms
                 next_due = due if next_due is None else min(next_due, due)
-        if next_due is None:
-            self.idle_due.clear()
-        else:
-            self.idle_due.update(next_due)
+        if next_due is not None:
+            self._arm(ctx, next_due)
         if events:
             yield from self._events_out(events, ctx)
 
@@ -203,24 +252,26 @@ class ScoreAndDetect(KeyedProcessFunction):
         for i, e in errors:
             self.m_dead.inc()
             yield DEAD_LETTER, dead_letter(items[i], e)
-        # Frames that arrived out of order within one batch are put back in order per camera.
-        recs.sort(key=lambda r: (r.camera_id, r.frame_index))
         # Each camera's state is changed in place (the object the state cache holds) and written back
         # (put) in _detect; a camera with only late frames here keeps what it had.
-        histories, keep, entries = [], [], {}
-        for r in recs:
+        histories, keep, gaps, entries = [], [], [], {}
+        for r in _in_order(recs):
             cam = r.camera_id
             e = entries.get(cam)
             if e is None:
                 stored = self.cameras.get(cam)
                 e = entries[cam] = CameraState() if stored is None else CameraState.load(stored)
-            if e.frame is not None and not r.gap and r.frame_index <= e.frame:
-                self.m_late.inc()
-                continue
-            grids = [r.features] if r.gap or e.frame is None else [*e.grids, r.features]
-            e.frame, e.grids = r.frame_index, grids[-self.window :]
+            gap = r.gap
+            if e.frame is not None:
+                if not r.gap and (r.ts_ms, r.frame_index) <= (e.ts or 0, e.frame):
+                    self.m_late.inc()
+                    continue
+                gap = gap or r.frame_index <= e.frame  # a new stream that was not flagged
+            grids = [r.features] if gap or e.frame is None else [*e.grids, r.features]
+            e.frame, e.ts, e.grids = r.frame_index, r.ts_ms, grids[-self.window :]
             histories.append(e.grids)
             keep.append(r)
+            gaps.append(gap)
         for e in entries.values():
             e.grids = e.grids[-(self.window - 1) :] if self.window > 1 else []
         if not keep:  # only late frames: no entry changed
@@ -234,13 +285,13 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.m_batches.inc()
         self.m_batch_size.update(len(keep))
         self.m_scored.inc(len(keep))
-        yield from self._detect(keep, frame, cells, entries, ctx)
+        yield from self._detect(keep, gaps, frame, cells, entries, ctx)
 
-    def _detect(self, recs, frame, cells, entries: dict[str, CameraState], ctx):
+    def _detect(self, recs, gaps, frame, cells, entries: dict[str, CameraState], ctx):
         states: dict[str, DetectorState] = {}
         events = []
         scores = frame.tolist()  # the scores as Python floats, all at once
-        for r, score, c in zip(recs, scores, cells, strict=True):
+        for r, gap, score, c in zip(recs, gaps, scores, cells, strict=True):
             cam = r.camera_id
             st = states.get(cam)
             if st is None:
@@ -248,25 +299,24 @@ class ScoreAndDetect(KeyedProcessFunction):
                 if e.det is None:
                     e.det = DetectorState()
                 st = states[cam] = e.det
+            if st.open is not None and r.ts_ms - st.last_ts > self.idle_close_ms:
+                # Its own stream was silent longer than the idle timeout: the episode ended then,
+                # whenever this record arrives (in a replay's burst as in the live run).
+                events += self._emit(self.detector.close(st, cam, reason="idle"))
             self.m_score.update(int(score * 1000))
-            events += self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=r.gap))
+            events += self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=gap))
         if events:  # one element per batch and output: the Redis writer stores them in one round trip
             yield from self._events_out(events, ctx)
         if self.emit_scores and recs:
             yield SCORES, ScoreLine.join_frames(recs, scores)
-        latest_open = 0
         for cam, e in entries.items():
-            st = states.get(cam)
-            if st is not None and st.open is not None:
-                latest_open = max(latest_open, st.last_ts)
             self.cameras.put(cam, e)
-        if latest_open:
-            # Closes the episode of a camera that goes silent, once the watermark passes this point.
-            # The timer is rounded up to a whole IDLE_TICK_MS: Flink keeps one timer per key and
-            # time, so a shard has at most one per tick instead of one per batch (each firing is a
-            # call into Python); an idle episode closes up to one tick later than idle_close_ms.
-            due = latest_open + self.idle_close_ms
-            ctx.timer_service().register_event_time_timer(-(-due // IDLE_TICK_MS) * IDLE_TICK_MS)
-            current = self.idle_due.value()
-            if current is None or due < current:
-                self.idle_due.update(due)
+        now, any_open = self._now(ctx), False
+        for cam, st in states.items():
+            if st.open is not None:
+                self.arrived[cam], any_open = now, True
+            else:
+                self.arrived.pop(cam, None)
+        if any_open:
+            # The silence check closes the episode of a camera that stops sending (_close_silent).
+            self._arm(ctx, now + self.idle_close_ms)

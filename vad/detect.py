@@ -11,8 +11,15 @@ Rules (all causal: a decision at frame i uses frames <= i only):
   ``merge_gap_s``: a dip shorter than that, and the run after it, stay one event; the event ends at
   the last frame before the dip. Also at a stream gap, or when the camera goes silent (the job's
   timer calls ``close``), at once;
-- a frame whose index is not above the last one seen is a duplicate or late and is dropped (counted).
-The event id is derived from camera and start frame only, so a replay yields the same ids.
+- frames are ordered by (event time, frame index): a frame not after the last one seen is a
+  duplicate or late and is dropped (counted), unless it carries the GAP flag: every producer stream
+  starts with one, so a GAP frame going back is a new stream (an edge restarted within the event
+  time of its previous stream), which closes the open event and starts afresh, cooldown included. A
+  frame after the last one by event time but not by index is a new stream too (from an edge that
+  did not flag it) and is taken as a gap.
+The event id is derived from camera, start event time and start frame, so a replay of the same
+frames yields the same ids and an episode of a restarted stream (whose frame index restarts at 0,
+its event time does not) gets a new one.
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ if TYPE_CHECKING:
 _ID_NAMESPACE = uuid.UUID("6f1c8f5e-6a39-4c1e-9a57-0d1f1f7c2a10")
 
 
-def event_id(camera_id: str, start_frame: int) -> str:
-    return uuid.uuid5(_ID_NAMESPACE, f"{camera_id}/{start_frame}").hex
+def event_id(camera_id: str, start_ts_ms: int, start_frame: int) -> str:
+    """UUID 5 of the episode's camera, start event time and start frame: the same on a replay, new
+    after an edge restart (frame indices restart at 0 with each producer stream)."""
+    return uuid.uuid5(_ID_NAMESPACE, f"{camera_id}/{start_ts_ms}/{start_frame}").hex
 
 
 @dataclass
@@ -107,13 +116,16 @@ class EpisodeDetector:
         cells: np.ndarray | None = None,
         gap: bool = False,
     ) -> list[Event]:
-        if frame <= st.last_frame:
+        after = (ts_ms, frame) > (st.last_ts, st.last_frame)
+        if not after and not gap:
             st.dropped += 1
             return []
         out: list[Event] = []
-        if gap:
+        if gap or frame <= st.last_frame:
             out += self.close(st, camera_id, reason="gap")
             st.ema, st.run = None, 0
+            if not after:  # a new stream earlier in event time: the old stream's cooldown is not its
+                st.cooldown_until = -1
         prev_frame = st.last_frame
         st.last_frame, st.last_ts = frame, ts_ms
         s = self.frame_score(camera_id, score, cells)
@@ -131,7 +143,7 @@ class EpisodeDetector:
             long_enough = st.run > 0 and ts_ms - st.run_start_ts >= _ms(self.cfg.min_duration_s)
             if long_enough and ts_ms > st.cooldown_until:
                 st.open = OpenEvent(
-                    event_id=event_id(camera_id, st.run_start_frame),
+                    event_id=event_id(camera_id, st.run_start_ts, st.run_start_frame),
                     start_frame=st.run_start_frame,
                     start_ts_ms=st.run_start_ts,
                     peak_score=st.ema,

@@ -4,7 +4,7 @@ consumers, beside the input record's schema (``vad.schema``).
 - ``Event``: an anomaly event (Kafka events topic and Redis), ``schema: "vad.event/v1"``;
 - ``DeadLetter``: a record the job could not score (dead-letter topic), ``schema: "vad.dead-letter/v1"``;
 - ``ScoreLine``: one frame's model score (scores topic, optional), version ``vad.score/v1``;
-- ``CameraState``: one camera's keyed state in the scoring operator (pickled by Flink), version 2.
+- ``CameraState``: one camera's keyed state in the scoring operator (pickled by Flink), version 3.
 
 Event, DeadLetter and ScoreLine are pydantic models, so the JSON Schemas published in
 ``docs/schemas/`` are generated from them (``vad schemas``). Their ``to_json`` writes exactly what
@@ -17,13 +17,14 @@ formats them from the scored frames directly (``ScoreLine.join_frames``), no mod
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import GenerateJsonSchema, SkipJsonSchema
 
 from vad.detect import CameraState as DetectorState
@@ -54,6 +55,15 @@ def _event_schema_extra(schema: dict[str, Any]) -> None:
     schema["if"] = {"properties": {"phase": {"const": "close"}}}
     schema["then"] = {"required": ["close_reason"]}
     schema["else"] = {"not": {"required": ["close_reason"]}}
+
+
+def _finite_in_json(value: Any, info: ValidationInfo) -> Any:
+    # JSON has no NaN or Infinity (RFC 8259), yet pydantic's reader takes them, and NaN never equals
+    # itself: a consumer refuses such a record as invalid rather than hand on one other readers choke on.
+    floats = [v for row in value for v in row] if isinstance(value, list) else [value]
+    if info.mode == "json" and not all(math.isfinite(v) for v in floats):
+        raise ValueError("numbers must be finite: JSON has no NaN or Infinity")
+    return value
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -89,8 +99,9 @@ class Event(_Versioned):
     )
     event_id: str = Field(
         pattern=r"^[0-9a-f]{32}$",
-        description="The episode's id: a UUID version 5 (32 hex digits) of camera id and start frame, so a "
-        "replay of the same frames yields the same id. Every event of one episode carries it.",
+        description="The episode's id: a UUID version 5 (32 hex digits) of camera id, start_ts_ms and "
+        "start_frame, so a replay of the same frames yields the same id and an episode after an edge restart "
+        "(frame indices start again at 0) a new one. Every event of one episode carries it.",
     )
     camera_id: str = Field(
         min_length=1,
@@ -109,7 +120,11 @@ class Event(_Versioned):
         description="Number of this event within its episode: 1 for open, then 2, 3, ... (event_id, seq) is "
         "unique, so a consumer can drop a message it has seen (a replay after a restart).",
     )
-    start_frame: int = Field(ge=0, description="Frame index where the episode starts (the producer's 0-based index).")
+    start_frame: int = Field(
+        ge=0,
+        description="Frame index where the episode starts (the producer's 0-based index, counted from the "
+        "start of its stream: a restarted edge counts from 0 again).",
+    )
     end_frame: int = Field(
         ge=0,
         description="Frame index this event reports up to: the frame that caused it; on close, the "
@@ -135,10 +150,14 @@ class Event(_Versioned):
     close_reason: CloseReason | SkipJsonSchema[None] = Field(
         None,
         description="On close events only (absent otherwise): score, the smoothed score fell below "
-        "threshold * detect.close_ratio; gap, the camera's stream broke (frames lost or a restart); idle, no "
-        "frame from the camera for job.idle_timeout_ms of event time (also how a bounded input's end closes).",
+        "threshold * detect.close_ratio; gap, the camera's stream broke (frames lost or a restart); idle, the "
+        "camera stopped sending: its next frame came more than job.idle_timeout_ms of event time after its last, "
+        "or none reached the job for job.idle_timeout_ms (another camera's time never closes it; also how a "
+        "bounded input's end closes). ts_ms and end_frame are then the camera's last frame's.",
         json_schema_extra=_no_default,
     )
+
+    _finite = field_validator("peak_score", "threshold", "heatmap")(_finite_in_json)
 
     @model_validator(mode="after")
     def _close_reason_on_close_only(self) -> Self:
@@ -220,6 +239,7 @@ class ScoreLine(BaseModel):
         description="The model's frame score (the highest of its cell scores), before smoothing and any camera "
         "mask; the float32 value written exactly (shortest repr of the float64 holding it)."
     )
+    _finite = field_validator("score")(_finite_in_json)
 
     def to_json(self) -> str:
         return ScoreLine.join_frames([self], [self.score])
@@ -246,7 +266,8 @@ class ScoreLine(BaseModel):
 class CameraState:
     """One camera's keyed state in the scoring operator (a MapState entry of its shard, pickled).
 
-    Pickled as (version, frame, grids, the detector state as a dict: ``vad.detect.state_to_dict``)
+    Pickled as (version, frame, grids, the detector state as a dict: ``vad.detect.state_to_dict``,
+    ts)
     through ``_restore_camera_state``: the stored form names no class but that function, so it does
     not depend on the classes' names or layout, and a new version can convert what an older job
     stored. Version 1 is the plain dict {"frame", "grids", "det"} the job stored before this class:
@@ -255,19 +276,22 @@ class CameraState:
     The state cache of PyFlink's MapState hands back the object last put, so a camera's state is
     pickled only when Flink writes it out (a bundle's end), not on every batch."""
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     frame: int | None = None  # the last frame index scored; None before the first
     grids: list[np.ndarray] = field(default_factory=list)  # the last T-1 grids, oldest first (float32)
     det: DetectorState | None = None  # the episode detector's state; None before the first frame
+    # The event time of the last frame scored: frames are ordered by (ts, frame), as an edge restart
+    # starts its frame indices at 0 again (vad.detect).
+    ts: int | None = None
 
     def __reduce__(self):
         det = None if self.det is None else state_to_dict(self.det)
-        return _restore_camera_state, (self.VERSION, self.frame, self.grids, det)
+        return _restore_camera_state, (self.VERSION, self.frame, self.grids, det, self.ts)
 
     @classmethod
     def load(cls, stored: CameraState | dict) -> CameraState:
-        """The state as read from Flink: this class (version 2), or a version-1 dict."""
+        """The state as read from Flink: this class (versions 2 and 3), or a version-1 dict."""
         if type(stored) is cls:
             return stored
         if isinstance(stored, dict):
@@ -275,12 +299,18 @@ class CameraState:
         raise TypeError(f"not a camera state: {type(stored).__name__}")
 
 
-def _restore_camera_state(version: int, frame: int | None, grids: list, det: dict | None) -> CameraState:
+def _restore_camera_state(
+    version: int, frame: int | None, grids: list, det: dict | None, ts: int | None = None
+) -> CameraState:
     # Named in every pickled CameraState: keep the name and keep reading every version written.
-    # Versions 1 and 2 hold the same fields (1 as a dict, read by CameraState.load).
-    if version not in (1, 2):
+    # Versions 1 and 2 hold the same fields (1 as a dict, read by CameraState.load); 3 adds ts, which
+    # for the older ones is the detector's last event time (it saw every frame scored).
+    if version not in (1, 2, 3):
         raise ValueError(f"camera state version {version}, this job reads up to {CameraState.VERSION}")
-    return CameraState(frame, list(grids), state_from_dict(det) if det else None)
+    restored = state_from_dict(det) if det else None
+    if version < 3 and frame is not None:
+        ts = restored.last_ts if restored is not None else 0
+    return CameraState(frame, list(grids), restored, ts)
 
 
 class _Generator(GenerateJsonSchema):

@@ -11,11 +11,12 @@ version 1 without SPARSE and HALF)::
     offset size field
     0      4    magic  b"VADF"
     4      1    schema version (2; 1 is still read)
-    5      1    flags (bit 0: GAP, the stream restarted or frames were lost before this one;
+    5      1    flags (bit 0: GAP, the first record of a producer stream, or frames were lost
+                before this one;
                 bit 1: SPARSE, the features are stored sparse, versions 2 and 3;
                 bit 2: HALF, the feature values are float16, version 3 only)
     6      2    camera id length in bytes (n)
-    8      8    frame index (uint64, per camera, increasing)
+    8      8    frame index (uint64, per camera and producer stream: from 0, increasing)
     16     8    event timestamp, ms since the Unix epoch (int64)
     24     2    frame width  (pixels, before any edge resize)
     26     2    frame height
@@ -210,17 +211,22 @@ class FrameFeatures:
     def from_json(text: str) -> FrameFeatures:
         try:
             d = json.loads(text)
+            # A value beyond float32 becomes infinity, refused by validate() as non_finite: no warning.
+            with np.errstate(over="ignore"):
+                features = np.asarray(d["features"], dtype=np.float32)
             rec = FrameFeatures(
                 camera_id=d["camera_id"],
                 frame_index=int(d["frame_index"]),
                 ts_ms=int(d["ts_ms"]),
                 frame_width=int(d["frame_size"][0]),
                 frame_height=int(d["frame_size"][1]),
-                features=np.asarray(d["features"], dtype=np.float32),
+                features=features,
                 flags=int(d.get("flags", 0)),
                 schema_version=int(d["schema_version"]),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        # OverflowError: int() of a JSON Infinity, a feature beyond float; RecursionError: nesting
+        # deeper than the interpreter's stack. Both are malformed input, like the rest.
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError, RecursionError) as e:
             raise SchemaError("bad_json", str(e)) from e
         return rec.validate()
 
@@ -251,7 +257,9 @@ def validate_camera_id(camera_id: object) -> str:
     """``camera_id`` if it is a legal camera id (see ``_CAMERA_ID_RE``), else SchemaError bad_camera_id."""
     if not isinstance(camera_id, str) or not camera_id:
         raise SchemaError("bad_camera_id", "camera id must be a non-empty string")
-    if len(camera_id.encode("utf-8")) > MAX_CAMERA_ID_BYTES:
+    # surrogatepass: a lone surrogate (JSON "\ud800") has no UTF-8 form, so it is measured as the
+    # bytes it would take and refused by the pattern below, not by an encoding error.
+    if len(camera_id.encode("utf-8", "surrogatepass")) > MAX_CAMERA_ID_BYTES:
         raise SchemaError("bad_camera_id", f"camera id longer than {MAX_CAMERA_ID_BYTES} bytes")
     if not _CAMERA_ID_RE.fullmatch(camera_id):
         raise SchemaError(
@@ -313,6 +321,19 @@ def parse_head(data: bytes) -> Head:
     elif n != start + item * size:
         raise SchemaError("bad_length", f"{n} bytes, header says {start + item * size}")
     return Head(ver, flags, cam, idx, ts, w, h, rows, cols, start, size, dtype)
+
+
+_FLAGS_OFFSET = 5
+
+
+def with_gap(data: bytes) -> bytes:
+    """An encoded record with its GAP flag set (the rest unchanged): how the edge flags a record
+    it already encoded when the one before it failed delivery."""
+    if data[_FLAGS_OFFSET] & FLAG_GAP:
+        return data
+    out = bytearray(data)
+    out[_FLAGS_OFFSET] |= FLAG_GAP
+    return bytes(out)
 
 
 def record_of(head: Head, features: np.ndarray) -> FrameFeatures:

@@ -75,6 +75,26 @@ def _cmd_cancel(cfg, args) -> int:
     return 0
 
 
+def _access_ok(cmd: str, cfg) -> bool:
+    """Log in to Kafka and Redis once before the job starts: a refused login or a TLS mismatch is one
+    line naming the setting, not a job restarting (or a Redis writer holding events back) for ever.
+    A server that does not answer yet is only a warning: the job's clients wait for it."""
+    from vad.access_check import AccessError, check_kafka, check_redis
+
+    for check, section in ((check_kafka, cfg.kafka), (check_redis, cfg.redis)):
+        try:
+            check(section)
+        except AccessError as e:
+            if e.definitive:
+                print(f"vad {cmd}: error: {e}", file=sys.stderr)
+                return False
+            log.warning("%s; starting anyway (the clients retry)", e)
+        except FileNotFoundError as e:
+            print(f"vad {cmd}: error: {e}", file=sys.stderr)
+            return False
+    return True
+
+
 def _cmd_produce(cfg, args) -> int:
     from vad.edge.producer import produce, produce_all
 
@@ -103,6 +123,8 @@ def _cmd_run(cfg, args) -> int:
         check_model(cfg)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
+        return 2
+    if not _access_ok("run", cfg):
         return 2
     from jobs.anomaly_job import run
 
@@ -144,9 +166,9 @@ def _cmd_train(cfg, args) -> int:
 
         if not args.clip_labels:
             raise ValueError("--mil needs --clip-labels FILE")
-        card = train_mil(Path(args.data), Path(args.out), cfg.edge, Path(args.clip_labels), cfg.detect.ema_alpha)
+        card = train_mil(Path(args.data), Path(args.out), cfg.edge, Path(args.clip_labels), detect=cfg.detect)
     else:
-        card = train(Path(args.data), Path(args.out), cfg.edge, kind=args.model, ema_alpha=cfg.detect.ema_alpha)
+        card = train(Path(args.data), Path(args.out), cfg.edge, kind=args.model, detect=cfg.detect)
     print(json.dumps({"model": str(Path(args.out) / "model.onnx"), "version": card.model_version}))
     return 0
 
@@ -174,6 +196,7 @@ def _cmd_evaluate(cfg, args) -> int:
         "first_alert_delay_s",
         "frames",
         "clips",
+        "threshold",
     ]
     if args.streaming:
         keys += ["max_abs_diff_vs_in_process", "wire_precision"]

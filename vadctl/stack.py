@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vad.config import REPO_ROOT, Config, state_dir
+from vadctl import stack_secure
 
 log = logging.getLogger(__name__)
 
@@ -133,20 +134,33 @@ def _start_kafka(cfg: Config, svc: Service) -> None:
     data = kdir / "data"
     kdir.mkdir(parents=True, exist_ok=True)
     props = kdir / "server.properties"
-    props.write_text(
-        _SERVER_PROPERTIES.format(
-            kafka_port=cfg.stack.kafka_port,
-            controller_port=cfg.stack.controller_port,
-            data_dir=data,
-            partitions=cfg.kafka.topics.partitions,
-        )
+    text = _SERVER_PROPERTIES.format(
+        kafka_port=cfg.stack.kafka_port,
+        controller_port=cfg.stack.controller_port,
+        data_dir=data,
+        partitions=cfg.kafka.topics.partitions,
     )
+    format_extra: list[str] = []
+    if cfg.stack.secure:
+        tls = stack_secure.ensure_tls(svc.state)
+        plain = (
+            "listeners=",
+            "advertised.listeners=",
+            "inter.broker.listener.name=",
+            "listener.security.protocol.map=",
+        )
+        text = "".join(line for line in text.splitlines(keepends=True) if not line.startswith(plain))
+        text += stack_secure.kafka_listener_properties(cfg, tls)
+        format_extra = stack_secure.kafka_format_arguments(cfg)
+    props.touch(mode=0o600)  # it holds the super user's password when secure
+    props.write_text(text)
     (kdir / "log4j2.properties").write_text(_LOG4J2.format(log_file=kdir / "server.log"))
     cp = f"{KAFKA_JARS}/*"
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # --cluster-id=: an id may start with "-", which a separate argument would parse as an option.
         fmt = [java, "-cp", cp, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)]
+        fmt += format_extra
         res = subprocess.run(fmt, capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
             raise StackError(f"formatting the KRaft log dir failed:\n{res.stdout}{res.stderr}")
@@ -174,7 +188,11 @@ def _start_redis(cfg: Config, svc: Service) -> None:
     rdir = svc.state / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
     argv = [exe, "--bind", "127.0.0.1", "--port", str(cfg.stack.redis_port), "--dir", str(rdir)]
-    argv += ["--save", "", "--appendonly", "yes", "--daemonize", "no", "--protected-mode", "yes"]
+    argv += ["--save", "", "--appendonly", "yes", "--appendfsync", cfg.stack.redis_appendfsync]
+    argv += ["--daemonize", "no", "--protected-mode", "yes"]
+    if cfg.stack.secure:
+        # Later options win: --port 0 closes the plaintext port opened above.
+        argv += stack_secure.redis_arguments(cfg, stack_secure.ensure_tls(svc.state))
     _spawn(svc, argv)
 
 
@@ -197,6 +215,14 @@ def _redis_ready(cfg: Config) -> bool:
 
     if not Service("redis", cfg.stack.redis_port, state_dir(cfg)).answers():
         return False
+    if cfg.stack.secure:
+        from vad.redis_store import connect
+
+        client = connect(cfg.redis.model_copy(update={"host": "127.0.0.1", "port": cfg.stack.redis_port}))
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
     return bool(redis.Redis(host="127.0.0.1", port=cfg.stack.redis_port, socket_timeout=1).ping())
 
 

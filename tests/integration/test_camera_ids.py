@@ -8,14 +8,14 @@ from __future__ import annotations
 import struct
 import time
 
-import numpy as np
 from kafka import KafkaProducer
+from synthetic_grids import grid_features
 
 from vad.config import load_config
 from vad.consumer import read_kafka_dead_letters, read_kafka_events, read_kafka_scores, read_redis_events
 from vad.kafka_clients import ensure_topics
 from vad.redis_store import RedisEventStore
-from vad.schema import HEADER_SIZE, N_CHANNELS, FrameFeatures
+from vad.schema import HEADER_SIZE, FrameFeatures
 
 FRAMES = 10
 # Now: a broker refuses a message timestamped more than an hour ahead of its clock.
@@ -24,17 +24,9 @@ GOOD = ("ids-ok", "recent")
 BAD = ("cam\n", "a/../x")
 
 
-def _features(anomalous: bool) -> np.ndarray:
-    f = np.zeros((12, 18, N_CHANNELS), np.float32)  # the shipped model's grid; no motion scores 0
-    if anomalous:  # fast motion to the right over a block of cells: far above the model's threshold
-        f[4:8, 6:12, [0, 2, 3]] = 6.0
-        f[4:8, 6:12, 11] = 0.3
-    return f
-
-
 def _record(camera: str, i: int) -> bytes:
     anomalous = camera == "recent" and 3 <= i < 8
-    return FrameFeatures(camera, i, T0 + 100 * i, 360, 240, _features(anomalous)).encode("float16")
+    return FrameFeatures(camera, i, T0 + 100 * i, 360, 240, grid_features(anomalous)).encode("float16")
 
 
 def _with_camera_id(camera: str, i: int) -> bytes:

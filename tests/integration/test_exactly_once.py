@@ -38,10 +38,9 @@ def _env(job_env, name: str, tmp: Path, **extra: str) -> dict:
         VAD_JOB__EMIT_SCORES="true",
         VAD_JOB__CHECKPOINT_INTERVAL_MS="500",
         VAD_JOB__CHECKPOINT_DIR=str(tmp / f"ckpt-{name}"),
-        # Idle closes follow the watermark, which the source emits every 200 ms of processing time:
-        # where a camera's records trail the others' event time in the topic (clips backfilled side
-        # by side, calm tails one camera after another), whether its episode is closed as idle first
-        # depends on that timing, in any two runs. Here every episode closes on its score instead.
+        # An idle close can come from wall time (no record of a camera reaching the job for the idle
+        # timeout, as around the kills here), which differs between any two runs. Here every episode
+        # closes on its score instead.
         VAD_JOB__IDLE_TIMEOUT_MS="600000",
         **extra,
     )
@@ -57,7 +56,8 @@ def _until_all_scored(jobs, job: subprocess.Popen, cfg, frames: int, timeout_s: 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert job.poll() is None, f"the job died\n{jobs.logs(job)}"
-        if len(read_kafka_scores(cfg, timeout_s=3)) >= frames:
+        # Distinct frames: an at-least-once run may hold a frame's score twice after a restart.
+        if len({(s.camera_id, s.frame_index) for s in read_kafka_scores(cfg, timeout_s=3)}) >= frames:
             break
         time.sleep(1)
     else:
@@ -80,14 +80,18 @@ def produced(job_env, ped2, produce, tmp_path_factory):
     env = _env(job_env, "ref", tmp)
     # The cameras stream at the same time, so their event times overlap as live cameras' do.
     counts = produce(env, {cam: ped2 / "test" / f"{clip}.mp4" for cam, clip in CLIPS.items()})
-    cfg = load_config(env=env)
+    return tmp, counts, last_timestamps(load_config(env=env))
+
+
+def last_timestamps(cfg) -> dict[str, int]:
+    """Each camera's latest event time in the features topic, where its calm tail continues."""
     last_ts = {}
     consumer = make_consumer(cfg.kafka, cfg.kafka.topics.features, consumer_timeout_ms=3000)
     for msg in consumer:
         r = decode(msg.value)
         last_ts[r.camera_id] = max(last_ts.get(r.camera_id, 0), r.ts_ms)
     consumer.close()
-    return tmp, counts, last_ts
+    return last_ts
 
 
 class CalmTails(threading.Thread):
@@ -96,9 +100,10 @@ class CalmTails(threading.Thread):
     about TAIL_FPS frames/s each: the job is killed while it is still arriving, so the kill lands
     mid-stream however fast the job works through what is already in the topic."""
 
-    def __init__(self, cfg, counts: dict[str, int], last_ts: dict[str, int]):
+    def __init__(self, cfg, counts: dict[str, int], last_ts: dict[str, int], length=CALM_TAIL, fps=TAIL_FPS):
         super().__init__(daemon=True)
-        self.cfg, self.counts, self.last_ts = cfg, counts, last_ts
+        self.cfg, self.counts, self.last_ts, self.length, self.fps = cfg, counts, last_ts, length, fps
+        self.written = 0  # tail frames per camera sent so far
         self.halfway = threading.Event()
         self.error: BaseException | None = None
 
@@ -106,15 +111,16 @@ class CalmTails(threading.Thread):
         try:
             prod = make_producer(self.cfg.kafka)
             calm = np.zeros((12, 18, N_CHANNELS), np.float32)
-            for i in range(CALM_TAIL):
+            for i in range(self.length):
                 for cam, n in self.counts.items():
                     ts = self.last_ts[cam] + 100 * (i + 1)
                     rec = FrameFeatures(cam, n + i, ts, 360, 240, calm)
                     prod.send(self.cfg.kafka.topics.features, key=cam.encode(), value=rec.encode(), timestamp_ms=ts)
                 prod.flush(timeout=30)
-                if i == CALM_TAIL // 2:
+                self.written = i + 1
+                if i == self.length // 2:
                     self.halfway.set()
-                time.sleep(1 / TAIL_FPS)
+                time.sleep(1 / self.fps)
             prod.close()
         except BaseException as e:  # reported by the test, not lost in the thread
             self.error = e

@@ -17,7 +17,7 @@ from vad.redis_store import RedisEventStore
 
 def _event(seq: int, phase: str, camera: str = "rs-cam") -> tuple[Event, str]:
     e = Event(
-        event_id=event_id(camera, 42),
+        event_id=event_id(camera, 1_800_000_000_000, 42),
         camera_id=camera,
         phase=phase,
         seq=seq,

@@ -166,6 +166,15 @@ class EdgeConfig(EdgeSettings):
     send_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="a backfilled file's wait for queue space; the final flush's bound"
     )
+    # kafka-python's default; a record is acknowledged or failed within it, so a client that reports
+    # nothing for longer (plus a margin) while records are outstanding is stuck (vad/edge/stall.py).
+    delivery_timeout_s: float = Field(
+        120.0,
+        ge=35,
+        le=3600,
+        description="a record not acknowledged within this is failed (and the next one flagged GAP); no "
+        "delivery reported for this plus 30 s while records are outstanding ends the process (exit 1)",
+    )
     stats_every_s: float = Field(10.0, ge=0.5, le=3600, description="per-camera counters logged this often")
     # Half a second of backlog is five frames at 10 fps, and it adds to every event's latency.
     lag_warn_ms: int = Field(500, ge=50, le=600_000, description="warn when a paced camera's backlog passes this")

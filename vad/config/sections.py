@@ -58,6 +58,22 @@ class KafkaConfig(_Strict):
     )
     topics: TopicsConfig = Field(TopicsConfig(), description="topic names")
 
+    @model_validator(mode="after")
+    def _security_complete(self) -> KafkaConfig:
+        # Refused here, not at the first connection: a half-set SASL config would fail later with a
+        # client error that names no field.
+        if self.security_protocol.startswith("SASL_"):
+            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if not getattr(self, name):
+                    raise ValueError(f"kafka.{name} is required with security_protocol {self.security_protocol}")
+        else:
+            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"kafka.{name} is set but security_protocol {self.security_protocol} uses no SASL")
+        if self.ssl_cafile and not self.security_protocol.endswith("SSL"):
+            raise ValueError(f"kafka.ssl_cafile is set but security_protocol {self.security_protocol} uses no TLS")
+        return self
+
 
 class RedisConfig(_Strict):
     """Where the job writes events and camera state."""
@@ -68,7 +84,13 @@ class RedisConfig(_Strict):
     password: SecretStr | None = Field(
         None, description="Redis password; set it from the environment (VAD_REDIS__PASSWORD), never printed"
     )
+    username: str | None = Field(
+        None, min_length=1, max_length=128, description="Redis ACL user; null: the default user (password only)"
+    )
     tls: bool = Field(False, description="connect to Redis over TLS")
+    tls_cafile: str | None = Field(
+        None, description="CA certificate file that signed the Redis server's certificate; null: the system CAs"
+    )
     key_prefix: str = Field(
         "vad", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$", description="prefix of every Redis key"
     )
@@ -96,6 +118,14 @@ class RedisConfig(_Strict):
     )
     timeout_s: float = Field(2.0, gt=0, le=60, description="Redis socket timeout")
 
+    @model_validator(mode="after")
+    def _security_complete(self) -> RedisConfig:
+        if self.username and not self.password:
+            raise ValueError("redis.password is required with redis.username")
+        if self.tls_cafile and not self.tls:
+            raise ValueError("redis.tls_cafile is set but redis.tls is false")
+        return self
+
 
 class StackConfig(_Strict):
     """The embedded single-machine stack (`vad stack up`): a KRaft broker and a Redis server."""
@@ -106,7 +136,18 @@ class StackConfig(_Strict):
     kafka_port: Port = Field(9092, description="the embedded broker's client port")
     controller_port: Port = Field(9093, description="the embedded broker's KRaft controller port")
     redis_port: Port = Field(6379, description="the embedded Redis server's port")
+    redis_appendfsync: Literal["always", "everysec", "no"] = Field(
+        "everysec",
+        description="the embedded Redis's appendfsync (its append-only file is always on): always keeps every "
+        "acknowledged write through a crash of the machine too, everysec all but the last second's",
+    )
     kafka_heap_mb: int = Field(512, ge=128, le=8192, description="the embedded broker's JVM heap")
+    secure: bool = Field(
+        False,
+        description="Kafka with a SASL_SSL listener (SCRAM, ACLs; kafka.sasl_username is its super user) and Redis "
+        "with TLS and redis.password (and redis.username as an ACL user), under a CA of their own in <state_dir>/tls "
+        "(docs/security.md)",
+    )
     start_timeout_s: float = Field(90, ge=5, le=900, description="how long `vad stack up` waits for the services")
 
 
@@ -137,6 +178,9 @@ class ClusterConfig(_Strict):
 # Where a local run keeps its snapshots when the config names no directory (jobs/runtime.py).
 LOCAL_CHECKPOINT_DIR = ".cache/checkpoints"
 LOCAL_SAVEPOINT_DIR = ".cache/savepoints"
+# A silent camera's open event closes idle_timeout_ms after its last record (plus a timer tick and
+# the worker's latency); its state must outlive that by a margin a busy worker cannot eat.
+IDLE_CLOSE_MARGIN_MS = 30_000
 
 
 class JobConfig(_Strict):
@@ -193,8 +237,9 @@ class JobConfig(_Strict):
         5000,
         ge=100,
         le=3_600_000,
-        description="a camera without frames for this long (event time) has its open event closed; also the "
-        "source's idleness",
+        description="a camera that stopped sending has its open event closed as idle: at its next frame if that "
+        "is this much event time after its last, else after this long without a frame of it reaching the job "
+        "(processing time); another camera's time never closes it. Also the source's idleness",
     )
     bundle_size: int = Field(100, ge=1, le=100_000, description="PyFlink bundle, in elements (batches)")
     # Longer bundles make fewer, fuller hand-offs to the Python worker, whose cost dominates at high rates.
@@ -214,7 +259,13 @@ class JobConfig(_Strict):
     state_backend: Literal["hashmap", "rocksdb"] = Field(
         "hashmap", description="Flink state backend; rocksdb for more cameras' state than fits in memory"
     )
-    state_ttl_s: int = Field(3600, ge=60, le=30 * 86400, description="forget cameras silent this long")
+    state_ttl_s: int = Field(
+        3600,
+        ge=60,
+        le=30 * 86400,
+        description="forget cameras silent this long; at least idle_timeout_ms plus 30 s, so an open event "
+        "is always closed before its state can expire",
+    )
     # C1 only: a new JVM's C2 compiler takes CPU the job lacks for its first minutes.
     local_jvm_options: str = Field(
         "-XX:TieredStopAtLevel=1",
@@ -241,6 +292,15 @@ class JobConfig(_Strict):
         1000, ge=10, le=600_000, description="first restart delay after a failure, growing up to the max"
     )
     restart_max_backoff_ms: int = Field(30_000, ge=10, le=3_600_000, description="longest restart delay")
+    # Flink's default, 0, fails (and restarts) the job at the first checkpoint its storage refuses;
+    # 120 keeps it serving through a ten-minute storage outage at the default interval.
+    tolerable_checkpoint_failures: int = Field(
+        120,
+        ge=0,
+        le=1_000_000,
+        description="checkpoints in a row that may fail (storage full or unwritable, timed out) before the job "
+        "fails and restarts; meanwhile it keeps serving, and a crash replays from the last good checkpoint",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> JobConfig:
@@ -252,6 +312,12 @@ class JobConfig(_Strict):
         if self.restart_max_backoff_ms < self.restart_initial_backoff_ms:
             m, i = self.restart_max_backoff_ms, self.restart_initial_backoff_ms
             raise ValueError(f"restart_max_backoff_ms is below restart_initial_backoff_ms ({m} < {i})")
+        if self.state_ttl_s * 1000 < self.idle_timeout_ms + IDLE_CLOSE_MARGIN_MS:
+            need = -(-(self.idle_timeout_ms + IDLE_CLOSE_MARGIN_MS) // 1000)
+            raise ValueError(
+                f"state_ttl_s ({self.state_ttl_s}) is below idle_timeout_ms plus 30 s ({need} s): an open "
+                "event's state could expire before its idle close"
+            )
         return self
 
     @property
@@ -265,10 +331,24 @@ class DetectConfig(_Strict):
     and ``cameras.<id>.mask``."""
 
     threshold: float | None = Field(
-        None, gt=0, description="fixed frame-score threshold; null: the model card's, at calibration_quantile"
+        None,
+        gt=0,
+        description="fixed frame-score threshold; null: the model card's, for target_false_alarms_per_hour "
+        "(or at calibration_quantile)",
     )
     calibration_quantile: Literal["0.99", "0.995", "0.999", "0.9999"] = Field(
-        "0.999", description="which calibration quantile of the model card becomes the threshold"
+        "0.999",
+        description="the model card's calibration quantile that becomes the threshold when "
+        "target_false_alarms_per_hour is null or the card has no tail model (card format 1)",
+    )
+    # The card's tail model turns a rate into a threshold (models/tail.py); the default was chosen
+    # on held-out normal training clips of two scenes (docs/models.md).
+    target_false_alarms_per_hour: float | None = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="threshold from the model card's tail model: this many false episodes per hour of "
+        "normal video per camera (before its sensitivity); null: calibration_quantile",
     )
     ema_alpha: float = Field(0.5, gt=0, le=1, description="causal smoothing weight of the new score")
     close_ratio: float = Field(0.8, gt=0, le=1, description="close an event below threshold * close_ratio")

@@ -21,6 +21,8 @@ class ClipSamples(NamedTuple):
     grids: np.ndarray | None  # float32 [n, rows, cols, C] of the sampled frames (None: not computed)
     positions: np.ndarray  # int64 [n]: each sampled frame's position among the clip's frames
     frames: int  # frames the clip delivered, sampled or not (what frame-level labels count)
+    # int64 [n]: each sampled frame's event time in ms from the first one's (the detector's clock)
+    ts_ms: np.ndarray | None = None
 
 
 def clip_samples(path: str | Path, cfg: EdgeSettings, features: bool = True) -> ClipSamples:
@@ -33,17 +35,19 @@ def clip_samples(path: str | Path, cfg: EdgeSettings, features: bool = True) -> 
     )
     stream = CameraStream(str(path), settings, CameraStats())
     ex = make_extractor(settings) if features else None
-    out, positions = [], []
+    out, positions, ts = [], [], []
     for s in sampled_frames(stream):
         if ex is not None:
             if s.gap:
                 ex.reset()
             out.append(ex.process(s.gray))
         positions.append(s.position)
+        ts.append(s.ts_ms)
     if not positions:
         raise ValueError(f"no frames decoded from {path}")
     grids = np.stack(out).astype(np.float32) if ex is not None else None
-    return ClipSamples(grids, np.asarray(positions, np.int64), stream.delivered)
+    times = np.asarray(ts, np.int64)
+    return ClipSamples(grids, np.asarray(positions, np.int64), stream.delivered, times - times[0])
 
 
 def clip_features(path: str | Path, cfg: EdgeSettings) -> np.ndarray:

@@ -11,14 +11,19 @@ so a slow or unreachable broker never stalls decoding of a live camera without b
 (**drop newest**): a record that finds the queue full after waiting ``queue_block_ms`` (live
 sources, realtime files) or ``send_timeout_s`` (files backfilled as fast as possible, where
 waiting loses nothing) is dropped and counted in ``dropped``; the next record that is queued
-carries FLAG_GAP so the job resets that camera's window instead of scoring across the hole.
+carries FLAG_GAP so the job resets that camera's window instead of scoring across the hole. So does
+the first record of every stream (a new process starts its frame index at 0 again: the job takes
+it as a new stream, vad/detect.py), and the next record handed to Kafka after a delivery failure
+(records already handed over when the failure is reported are sent as they are).
 
 A paced camera (live, or a ``--realtime`` file) that falls behind its frame rate is warned about
 once per episode, and its counters are logged as warnings while it lasts (vad/edge/lag.py). With
 ``edge.metrics_port`` set, the counters are also served to Prometheus (vad/edge/metrics.py).
 
-``sent`` counts broker acknowledgements (delivery callbacks), ``failed`` delivery errors. SIGTERM
-and SIGINT stop capture, then the queues are drained and the producer flushed and closed.
+``sent`` counts broker acknowledgements (delivery callbacks), ``failed`` delivery errors (and records
+not acknowledged at close): at the end sent + failed + dropped == sampled, less the frames whose
+features failed (counted in ``corrupt``). SIGTERM and SIGINT stop capture, then the queues are
+drained and the producer flushed and closed.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ from vad.config import Config, EdgeSettings
 from vad.edge.features import make_extractor
 from vad.edge.lag import LagWatch
 from vad.edge.sources import SourceError, redact, source_kind
+from vad.edge.stall import MARGIN_S as STALL_MARGIN_S
+from vad.edge.stall import StallWatch
 from vad.edge.stats import CameraStats
 from vad.edge.stream import CameraStream, Opener, sampled_frames
-from vad.schema import FLAG_GAP, FrameFeatures, validate_camera_id
+from vad.schema import FLAG_GAP, FrameFeatures, validate_camera_id, with_gap
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -77,6 +84,11 @@ class CameraWorker:
         self._q: queue.Queue = queue.Queue(maxsize=cfg.edge.queue_size)
         self._key = camera_id.encode()
         self._threads: list[threading.Thread] = []
+        # Set by a delivery failure (kafka-python's I/O thread or the send thread), taken by the send
+        # thread for the next record it hands over.
+        self._gap_lock = threading.Lock()
+        self._gap_next = False
+        self.handed = 0  # records handed to the Kafka client (vad/edge/stall.py)
 
     def start(self, limit: int | None = None, position: int = 0) -> CameraWorker:
         self._threads = [
@@ -114,7 +126,9 @@ class CameraWorker:
         ex = make_extractor(cfg, self.cfg.mask_for(self.camera_id))
         block_s = edge.queue_block_ms / 1000.0 if (self.stream.live or cfg.realtime) else edge.send_timeout_s
         bar = self._progress_bar(position)
-        pending_gap, next_log, frame_index = False, time.monotonic() + edge.stats_every_s, 0
+        # The first record is flagged: a restarted edge begins again at frame 0 and the job must not
+        # take it for a late frame of the stream before, nor score a window across the restart.
+        pending_gap, next_log, frame_index = True, time.monotonic() + edge.stats_every_s, 0
         try:
             for s in sampled_frames(self.stream):
                 if s.gap:
@@ -138,7 +152,8 @@ class CameraWorker:
                 # st.reconnects names the connection: a reconnect re-anchors event time (lag.py).
                 if self._offer((value, rec.ts_ms, st.reconnects), block_s):
                     st.queued += 1
-                    st.gaps += bool(flags)
+                    if flags:  # under the lock: the send thread counts the gaps it flags
+                        st.bump("gaps")
                     pending_gap = False
                 else:
                     st.bump("dropped")
@@ -183,6 +198,8 @@ class CameraWorker:
 
         def failed(exc):
             st.bump("failed")
+            with self._gap_lock:
+                self._gap_next = True
             log.error("camera %s: delivery failed: %s", self.camera_id, exc)
 
         while True:
@@ -190,9 +207,15 @@ class CameraWorker:
             if item is _DONE:
                 return
             value, ts_ms, connection = item
+            if self._gap_next and self._take_gap():  # the lock only when a failure was reported
+                flagged = with_gap(value)  # the same object when it carries the flag already
+                if flagged is not value:
+                    value = flagged
+                    st.bump("gaps")
             if st.lag is not None:
                 self._watch_lag(st.lag, ts_ms, connection)
             t0 = time.thread_time()
+            self.handed += 1
             try:
                 fut = self.producer.send(topic, key=self._key, value=value, timestamp_ms=ts_ms)
                 fut.add_callback(ok)
@@ -200,6 +223,11 @@ class CameraWorker:
             except Exception as e:  # e.g. KafkaTimeoutError: buffer full past max_block_ms
                 failed(e)
             st.add_time("produce", time.thread_time() - t0)
+
+    def _take_gap(self) -> bool:
+        with self._gap_lock:
+            gap, self._gap_next = self._gap_next, False
+        return gap
 
     def _watch_lag(self, watch: LagWatch, ts_ms: int, connection: int) -> None:
         change = watch.observe(ts_ms, time.time() * 1000.0, connection)
@@ -232,7 +260,8 @@ def linger_for(cfg: Config, cameras: list[tuple[str, str, EdgeSettings]]) -> int
 def _make_producer(cfg: Config, linger_ms: int):
     from vad.kafka_clients import make_producer
 
-    return make_producer(cfg.kafka, linger_ms=linger_ms, compression=cfg.edge.compression)
+    timeout_ms = int(cfg.edge.delivery_timeout_s * 1000)
+    return make_producer(cfg.kafka, linger_ms, cfg.edge.compression, delivery_timeout_ms=timeout_ms)
 
 
 def run_cameras(
@@ -293,25 +322,47 @@ def _run(cfg: Config, workers: list[CameraWorker], producer, own: bool, limit: i
             log.info("camera %s: reading %s", w.camera_id, redact(w.stream.source))
             w.start(limit, position=i)
         # Wait in short slices so the main thread keeps handling signals.
+        watch, stuck = StallWatch(cfg.edge.delivery_timeout_s + STALL_MARGIN_S), 0
         while any(t.is_alive() for w in workers for t in w._threads):
             time.sleep(0.1)
+            done = sum(w.stats.sent + w.stats.failed for w in workers)
+            stuck = stuck or watch.stuck(sum(w.handed for w in workers), done)
+            if stuck and not stop.is_set():
+                log.error(
+                    "the Kafka client has reported no delivery for %.0f s with %d records outstanding: it is"
+                    " stuck (kafka-python's idempotent producer after a long broker outage); ending, exit"
+                    " status 1, so the process is restarted (its first record is flagged GAP)",
+                    watch.limit_s,
+                    stuck,
+                )
+                stop.set()
             if stop.is_set():
                 for w in workers:
                     w.join(cfg.edge.send_timeout_s)
                 break
     try:
-        producer.flush(timeout=cfg.edge.send_timeout_s)
+        if not stuck:  # a stuck client would hold the flush for its whole bound
+            producer.flush(timeout=cfg.edge.send_timeout_s)
     except Exception as e:  # counted below as unacknowledged records
         log.error("flush did not complete: %s", e)
     finally:
         if own:
-            producer.close(timeout=10)
+            _close(producer, 0 if stuck else 10)
     for w in workers:
         unacked = w.stats.queued - w.stats.sent - w.stats.failed
         if unacked > 0:
             w.stats.bump("failed", unacked)
             log.error("camera %s: %d records not acknowledged before close", w.camera_id, unacked)
         log.info("camera %s done: %s", w.camera_id, w.stats.as_dict())
+
+
+def _close(producer, timeout_s: float) -> None:
+    """kafka-python's close flushes first and raises if records are still pending: they are counted
+    as failed by the caller, and its I/O thread (a daemon) ends with the process."""
+    try:
+        producer.close(timeout=timeout_s)
+    except Exception as e:
+        log.error("the Kafka client did not close cleanly: %s", e)
 
 
 def _settings(cfg: Config, cam, realtime: bool | None) -> EdgeSettings:

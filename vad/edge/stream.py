@@ -5,7 +5,13 @@ connection, anchored to the wall clock when that connection started; after a rec
 is taken again (a stream's clock may restart at zero). Event time never goes backwards per camera.
 
 A frame following lost frames carries ``gap=True`` (schema FLAG_GAP) so the job resets that
-camera's window: after a reconnect, after corrupt frames, and (in the producer) after queue drops.
+camera's window: after a reconnect, after corrupt frames, and (in the producer) after queue drops
+and delivery failures; the producer flags the first record of a stream too (an edge restart).
+
+Across processes event time is the wall clock only for live sources and ``--realtime`` files: a
+restarted edge's frames come after the old ones'. A backfilled file runs ahead of the wall clock (a
+minute of video read in seconds), so an edge restarted within that minute sends event times before
+its previous stream's last; the job takes that stream's first record (GAP) as a new stream anyway.
 
 The first open is not retried: a wrong path, URL or device fails at start with a clear error.
 Reconnecting applies to streams and devices (``reconnect: auto``) once they have delivered frames.

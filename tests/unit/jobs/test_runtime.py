@@ -96,6 +96,20 @@ def test_the_job_restarts_for_as_long_as_a_failure_lasts_unless_capped():
         load_config(env={"VAD_JOB__RESTART_MAX_BACKOFF_MS": "500"})
 
 
+def test_the_job_tolerates_failed_checkpoints_through_a_storage_outage():
+    from jobs.runtime import flink_configuration
+
+    key = "execution.checkpointing.tolerable-failed-checkpoints"
+    cfg = load_config(env={})
+    # Flink's default, 0, would restart the job at the first checkpoint its storage refuses; the
+    # default must outlast minutes of outage at the default interval.
+    assert int(flink_configuration(cfg).to_dict()[key]) * cfg.job.checkpoint_interval_ms >= 5 * 60_000
+    conf = flink_configuration(load_config(env={"VAD_JOB__TOLERABLE_CHECKPOINT_FAILURES": "0"})).to_dict()
+    assert conf[key] == "0"
+    with pytest.raises(Exception, match=r"job\.tolerable_checkpoint_failures"):
+        load_config(env={"VAD_JOB__TOLERABLE_CHECKPOINT_FAILURES": "-1"})
+
+
 def test_snapshot_dirs_are_the_clusters_unless_the_config_names_them(monkeypatch):
     from jobs.runtime import flink_configuration, on_cluster
     from vad.config import REPO_ROOT

@@ -12,7 +12,7 @@ from pyflink.common import Row
 from pyflink.datastream import TimeDomain
 
 from udfs.batches import pack_batch
-from udfs.score_detect import DEAD_LETTER, EVENTS, SCORES, ScoreAndDetect
+from udfs.score_detect import DEAD_LETTER, END_OF_INPUT, EVENTS, SCORES, ScoreAndDetect
 from vad.config import REPO_ROOT, DetectConfig
 from vad.records import DeadLetter, Event, ScoreLine
 from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
@@ -70,7 +70,7 @@ def run(op, records, flush=True, batch=100):
     for i in range(0, len(records), batch):
         out += list(op.process_element(pack_batch(records[i : i + batch]), _Ctx(ts=1)))
     if flush:
-        out += list(op.on_timer(2**62, _Ctx(domain=TimeDomain.EVENT_TIME)))
+        out += list(op.on_timer(END_OF_INPUT, _Ctx(domain=TimeDomain.EVENT_TIME)))
     sides = [o for o in out if isinstance(o, tuple)]
     lines = [line for t, v in sides if t is SCORES for line in v.split("\n")]
     assert all(ScoreLine.parse(line).to_json() == line for line in lines)
@@ -182,27 +182,6 @@ def test_episode_lifecycle_gap_and_end_of_stream_close():
     assert phases[0] == ("open", 1, None) and phases[1] == ("close", 1, "gap")
     # after the gap a new episode starts; the end of the stream (max watermark) closes it as idle
     assert phases[2][0] == "open" and phases[-1] == ("close", phases[2][1], "idle")
-
-
-def test_idle_timers_are_one_per_tick_and_close_a_silent_camera():
-    from udfs.score_detect import IDLE_TICK_MS
-
-    op = operator(update_every_s=100)
-    ctxs = []
-    for i in range(12):  # frames 100 ms apart, one batch each, episode open from the first
-        ctxs.append(_Ctx(ts=1))
-        list(op.process_element(pack_batch([rec("a", i, 50.0)]), ctxs[-1]))
-    timers = [t for c in ctxs for t in c.timers.event]
-    assert timers and all(t % IDLE_TICK_MS == 0 for t in timers)
-    assert len(set(timers)) <= 3  # 1.1 s of frames: at most two or three distinct ticks, not 12
-    last_ts = 1_800_000_000_000 + 100 * 11
-    assert not list(op.on_timer(min(timers), _Ctx(domain=TimeDomain.EVENT_TIME)))  # not idle yet
-    tick = max(timers)
-    assert tick >= last_ts + 5000
-    out = list(op.on_timer(tick, _Ctx(domain=TimeDomain.EVENT_TIME)))
-    sides = [v for t, v in (o for o in out if isinstance(o, tuple)) if t is EVENTS]
-    closed = [json.loads(line) for v in sides for line in v.split("\n")]
-    assert [(e["phase"], e["close_reason"]) for e in closed] == [("close", "idle")]
 
 
 @pytest.mark.parametrize("masked", [True, False])

@@ -35,6 +35,8 @@ def test_env_overrides_nest_and_parse_types(tmp_path):
         ("detect:\n  ema_alpha: 2\n", "detect.ema_alpha"),
         ("job:\n  delivery: sometimes\n", "job.delivery"),
         ("job:\n  parallelism: 4\n  score_shards: 2\n", "job: Value error, score_shards (2) is below parallelism (4)"),
+        # An open event's state must outlive its idle close.
+        ("job:\n  idle_timeout_ms: 40000\n  state_ttl_s: 60\n", "job: Value error, state_ttl_s (60) is below"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, yaml_text, path):

@@ -19,7 +19,7 @@ from vad.schema import N_CHANNELS, FrameFeatures
 
 def _event(seq: int, phase: str) -> Event:
     return Event(
-        event_id=event_id("c", 3),
+        event_id=event_id("c", 1_000, 3),
         camera_id="c",
         phase=phase,
         seq=seq,

@@ -48,8 +48,43 @@ def test_cooldown_blocks_immediate_reopen():
 def test_event_ids_are_stable_and_distinct():
     _, _, a = run([0.0] * 3 + [3.0] * 4)
     _, _, b = run([0.0] * 3 + [3.0] * 4)
-    assert a[0].event_id == b[0].event_id == event_id("cam", 3)
-    assert event_id("cam", 3) != event_id("cam", 4) != event_id("other", 3)
+    assert a[0].event_id == b[0].event_id == event_id("cam", 1_300, 3)
+    assert len({event_id("cam", 1_300, 3), event_id("cam", 1_300, 4), event_id("other", 1_300, 3)}) == 3
+    # The same start frame of a restarted stream, later in event time: another episode, another id.
+    assert event_id("cam", 1_300, 3) != event_id("cam", 9_300, 3)
+
+
+def test_a_restarted_stream_is_scored_and_its_episodes_get_new_ids():
+    cfg = DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0, cooldown_s=1, update_every_s=100)
+    det, st = EpisodeDetector(cfg, 1.0), CameraState()
+    first = [e for i in range(50) for e in det.step(st, "c", i, 1_000 + 100 * i, 3.0 if 10 <= i < 20 else 0.0)]
+    assert [e.phase for e in first] == ["open", "close"] and first[0].start_frame == 10
+    # The restarted edge counts from 0 again, later in event time, its first record flagged.
+    later = [e for i in range(30) for e in det.step(st, "c", i, 20_000 + 100 * i, 3.0 if i >= 10 else 0.0, gap=i == 0)]
+    assert [e.phase for e in later] == ["open"] and later[0].start_frame == 10
+    assert later[0].event_id != first[0].event_id and st.dropped == 0
+
+
+def test_a_gap_frame_back_in_event_time_starts_a_new_stream_and_its_own_cooldown():
+    cfg = DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0, cooldown_s=60, update_every_s=100)
+    det, st = EpisodeDetector(cfg, 1.0), CameraState()
+    for i in range(20):
+        det.step(st, "c", i, 10_000 + 100 * i, 3.0)
+    # A backfilled file restarted within the old stream's event time: it goes back, and would sit in
+    # the old episode's cooldown (ending at 10 s + 60 s) if the cooldown were kept.
+    out = [e for i in range(5) for e in det.step(st, "c", i, 5_000 + 100 * i, 3.0, gap=i == 0)]
+    assert [(e.phase, e.close_reason) for e in out] == [("close", "gap"), ("open", None)]
+    assert out[1].start_ts_ms == 5_000 and st.dropped == 0
+    # Unflagged frames of it that go back again are late.
+    assert det.step(st, "c", 3, 5_300, 3.0) == [] and st.dropped == 1
+
+
+def test_a_lower_index_later_in_event_time_is_a_new_stream_even_unflagged():
+    det = EpisodeDetector(DetectConfig(merge_gap_s=0, ema_alpha=0.5, min_duration_s=0), 1.0)
+    st = CameraState()
+    det.step(st, "c", 100, 1_000, 4.0)
+    ev = det.step(st, "c", 0, 2_000, 0.0)
+    assert [e.close_reason for e in ev] == ["gap"] and st.ema == 0.0 and st.last_frame == 0
 
 
 def test_duplicates_and_late_frames_are_dropped():

@@ -16,24 +16,26 @@ from pydantic import ValidationError
 
 from vad.config import REPO_ROOT, DetectConfig
 from vad.detect import CameraState as DetectorState
-from vad.detect import EpisodeDetector, event_id
+from vad.detect import EpisodeDetector, state_to_dict
 from vad.records import PUBLISHED, CameraState, DeadLetter, Event, ScoreLine, json_schemas, stale_schemas
 from vad.schema import N_CHANNELS, FrameFeatures
 
 CAMERA = "site-1/cam.2:x"
 # What the job wrote before the typed records, for the events of `_events()` (json.dumps of the
-# detector's dicts): the typed records must write the same bytes. One value differs on purpose: a
-# close's end_frame is the episode's last frame above the close level (3), not the first below it.
+# detector's dicts): the typed records must write the same bytes. Two values differ on purpose: a
+# close's end_frame is the episode's last frame above the close level (3), not the first below it; and
+# the event_id is a UUID 5 of camera, start event time and start frame (it was of camera and start
+# frame only, which an edge restart repeats).
 WIRE_EVENTS = [
-    '{"schema":"vad.event/v1","event_id":"803d93fcbd6d5319b4c9d9fd831a3f2d","camera_id":"site-1/cam.2:x",'
+    '{"schema":"vad.event/v1","event_id":"34e152a5b9b25f29a169ddac6a5d3221","camera_id":"site-1/cam.2:x",'
     '"phase":"open","seq":1,"start_frame":1,"end_frame":1,"start_ts_ms":1800000000100,"ts_ms":1800000000100,'
     '"peak_score":2.0,"peak_frame":1,"threshold":0.75,"heatmap":[[0.667,0.0],[0.0,-1.235]],'
     '"model_version":"scalep-\\u00e9"}',
-    '{"schema":"vad.event/v1","event_id":"803d93fcbd6d5319b4c9d9fd831a3f2d","camera_id":"site-1/cam.2:x",'
+    '{"schema":"vad.event/v1","event_id":"34e152a5b9b25f29a169ddac6a5d3221","camera_id":"site-1/cam.2:x",'
     '"phase":"update","seq":2,"start_frame":1,"end_frame":3,"start_ts_ms":1800000000100,"ts_ms":1800000000300,'
     '"peak_score":3.0,"peak_frame":2,"threshold":0.75,"heatmap":[[1.0,0.0],[0.0,-1.235]],'
     '"model_version":"scalep-\\u00e9"}',
-    '{"schema":"vad.event/v1","event_id":"803d93fcbd6d5319b4c9d9fd831a3f2d","camera_id":"site-1/cam.2:x",'
+    '{"schema":"vad.event/v1","event_id":"34e152a5b9b25f29a169ddac6a5d3221","camera_id":"site-1/cam.2:x",'
     '"phase":"close","seq":3,"start_frame":1,"end_frame":3,"start_ts_ms":1800000000100,"ts_ms":1800000000400,'
     '"peak_score":3.0,"peak_frame":2,"threshold":0.75,"heatmap":[[1.0,0.0],[0.0,-1.235]],'
     '"model_version":"scalep-\\u00e9","close_reason":"score"}',
@@ -176,18 +178,27 @@ def _same_detector_state(a: DetectorState, b: DetectorState) -> bool:
 @pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps])  # PyFlink pickles state with cloudpickle
 def test_camera_state_pickles_with_its_version(dumps):
     grids = [np.full((2, 3, N_CHANNELS), g, np.float32) for g in (0.25, 0.5)]
-    st = CameraState(5, grids, _detector_state())
+    st = CameraState(5, grids, _detector_state(), 1_800_000_000_500)
     assert st.det.open is not None and st.det.open.heatmap.dtype == np.float32
     blob = dumps(st)
     assert b"_restore_camera_state" in blob
     back = pickle.loads(blob)
-    assert type(back) is CameraState and back.frame == 5
+    assert type(back) is CameraState and (back.frame, back.ts) == (5, 1_800_000_000_500)
     assert [g.tolist() for g in back.grids] == [g.tolist() for g in grids]
     assert _same_detector_state(back.det, st.det)
     assert CameraState.load(back) is back
     empty = pickle.loads(dumps(CameraState()))
-    assert (empty.frame, empty.grids, empty.det) == (None, [], None)
+    assert (empty.frame, empty.grids, empty.det, empty.ts) == (None, [], None, None)
     assert not hasattr(st, "__dict__")  # slotted
+
+
+def test_camera_state_version_2_takes_its_last_event_time_from_the_detector():
+    from vad.records import _restore_camera_state
+
+    det = _detector_state()
+    st = _restore_camera_state(2, 5, [], state_to_dict(det))
+    assert (st.frame, st.ts) == (5, det.last_ts) and det.last_ts == 1_800_000_000_500
+    assert _restore_camera_state(2, None, [], None).ts is None
 
 
 def test_camera_state_an_older_job_stored_still_restores():
@@ -199,7 +210,9 @@ def test_camera_state_an_older_job_stored_still_restores():
     det = st.det
     assert (det.last_frame, det.last_ts, det.ema, det.run, det.cooldown_until) == (5, 1_800_000_000_500, 5.5, 5, -1)
     ev = det.open
-    assert (ev.event_id, ev.start_frame, ev.seq, ev.peak_score, ev.peak_frame) == (event_id("cam-7", 1), 1, 2, 5.5, 5)
+    # The open episode keeps the id it was opened with (the older UUID 5 of camera and start frame).
+    old_id = "264404ba55d551da906c97e7a85ae564"
+    assert (ev.event_id, ev.start_frame, ev.seq, ev.peak_score, ev.peak_frame) == (old_id, 1, 2, 5.5, 5)
     assert ev.heatmap.dtype == np.float32 and ev.heatmap.tolist() == [[0.0, 0.75, 1.5], [2.25, 3.0, 3.75]]
     # The episode goes on where it was: the next frames update, then close it, as one event.
     d = EpisodeDetector(DetectConfig(merge_gap_s=0, ema_alpha=1.0, min_duration_s=0.1, update_every_s=0.3), 1.0, "v")
@@ -207,8 +220,10 @@ def test_camera_state_an_older_job_stored_still_restores():
     for i, s in ((6, 6.0), (7, 6.0), (8, 6.0), (9, 0.1)):
         out += d.step(det, "cam-7", i, 1_800_000_000_000 + 100 * i, s)
     assert [(e.phase, e.seq, e.event_id) for e in out] == [("update", 3, ev.event_id), ("close", 4, ev.event_id)]
-    # written back, it is version 2 from then on
-    assert type(pickle.loads(cloudpickle.dumps(st))) is CameraState
+    # written back, it is version 3 from then on, with the last frame's event time (as restored)
+    assert st.ts == 1_800_000_000_500
+    back = pickle.loads(cloudpickle.dumps(st))
+    assert type(back) is CameraState and back.ts == st.ts
     assert CameraState.load({"frame": None, "grids": [], "det": None}).det is None
     with pytest.raises(TypeError):
         CameraState.load([1, 2])
@@ -217,8 +232,8 @@ def test_camera_state_an_older_job_stored_still_restores():
 def test_camera_state_of_an_unknown_version_is_refused():
     from vad.records import _restore_camera_state
 
-    with pytest.raises(ValueError, match="version 3"):
-        _restore_camera_state(3, None, [], None)
+    with pytest.raises(ValueError, match="version 4"):
+        _restore_camera_state(4, None, [], None)
 
 
 def test_committed_schemas_are_what_the_classes_generate():

@@ -23,7 +23,7 @@ def store():
 
 def _event(camera: str) -> Event:
     return Event(
-        event_id=event_id("c", 1),
+        event_id=event_id("c", 1_800_000_000_000, 1),
         camera_id=camera,
         phase="open",
         seq=1,
@@ -42,7 +42,7 @@ def _event(camera: str) -> Event:
 def test_no_camera_key_is_another_cameras_or_a_global_key(store):
     cams = {*LEGAL_CAMERA_IDS, "events", "written", "cam", "state", "a:state", "x/y"}
     keys = [k for c in cams for k in (store.stream_key(c), store.camera_key(c))]
-    globals_ = [store.recent_key, store.dedup_key(event_id("c", 1), 1)]
+    globals_ = [store.recent_key, store.dedup_key(event_id("c", 1_800_000_000_000, 1), 1)]
     assert len(set(keys)) == len(keys) == 2 * len(cams)
     assert not set(keys) & set(globals_)
     assert store.stream_key("recent") == "vad:cam:{recent}:events" and store.recent_key == "vad:recent"

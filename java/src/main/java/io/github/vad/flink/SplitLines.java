@@ -1,5 +1,6 @@
 package io.github.vad.flink;
 
+import java.util.function.Consumer;
 import org.apache.flink.api.common.functions.FlatMapFunction;
 import org.apache.flink.util.Collector;
 
@@ -13,6 +14,11 @@ public final class SplitLines implements FlatMapFunction<String, String> {
 
     @Override
     public void flatMap(String value, Collector<String> out) {
+        forEachLine(value, out::collect);
+    }
+
+    /** Calls {@code each} with every non-empty line of {@code value}, in order. */
+    static void forEachLine(String value, Consumer<String> each) {
         int start = 0;
         int n = value.length();
         while (start < n) {
@@ -21,7 +27,7 @@ public final class SplitLines implements FlatMapFunction<String, String> {
                 end = n;
             }
             if (end > start) {
-                out.collect(value.substring(start, end));
+                each.accept(value.substring(start, end));
             }
             start = end + 1;
         }

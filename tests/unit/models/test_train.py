@@ -1,0 +1,36 @@
+"""`vad train` on a folder of real clips: progress on stderr, and a card with a held-out tail model."""
+
+from __future__ import annotations
+
+import re
+
+from models.card import CARD_FORMAT, ModelCard
+from models.train import train
+from vad.config import DetectConfig, load_config
+
+
+def test_train_reports_progress_on_stderr_and_writes_a_tail_model(ped2, tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    for name in ("Train001.mp4", "Train002.mp4", "Train003.mp4"):
+        (data / "train" / name).symlink_to(ped2 / "train" / name)
+    detect = DetectConfig(min_duration_s=0.3)
+    card = train(data, tmp_path / "out", load_config(env={}).edge, detect=detect)
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    progress = [ln for ln in lines if ln.startswith("vad train [")]
+    stages = [re.sub(r"^vad train \[\s*[\d.]+ s\] ", "", ln) for ln in progress]
+    assert stages[:3] == [f"features: clips decoded {i}/3 clips" for i in (1, 2, 3)]
+    assert stages[3] == "fit scalep"
+    assert stages[4:7] == [f"calibration: clips held out and scored {i}/3 clips" for i in (1, 2, 3)]
+    assert stages[7] == "tail fit" and stages[8].startswith("done: ")
+    elapsed = [float(re.search(r"\[\s*([\d.]+) s\]", ln).group(1)) for ln in progress]
+    assert elapsed == sorted(elapsed) and elapsed[-1] > 0
+    assert "vad train [" not in captured.out
+    saved = ModelCard.load(tmp_path / "out" / "card.json")
+    assert saved == card and saved.card_format == CARD_FORMAT
+    tail = saved.calibration.tail
+    assert tail is not None and tail.min_duration_s == 0.3 and tail.clusters > 0
+    # Three clips at 10 fps (120, 150, 150 frames): the hours of held-out video the rate is per.
+    assert abs(tail.hours - 42.0 / 3600) < 0.5 / 3600
+    assert "leave-one-clip-out" in saved.notes
