@@ -47,3 +47,28 @@ def compare(want: list[Event], got: list[Event]) -> Comparison:
     unexpected = sum(n for k, n in g.items() if k not in w)
     examples = [f"lost {k}" for k in list(w - g)[:3]] + [f"unexpected {k}" for k in [k for k in g if k not in w][:3]]
     return Comparison(lost, duplicated, unexpected, examples)
+
+
+def compare_sinks(
+    fault_report,
+    want: list[Event],
+    kafka: list[Event],
+    redis: list[Event],
+    *,
+    want_redis: list[Event] | None = None,
+    distinct_kafka: bool = True,
+) -> dict[str, Comparison]:
+    """Both sinks against the reference (Redis against ``want_redis`` if given), reported through
+    ``fault_report``. With ``distinct_kafka``, Kafka by its distinct events: at-least-once allows
+    exact redeliveries (same id, seq and content; consumers dedup on them), noted apart as
+    ``kafka_redelivered``; one that differs in content is another key, so it counts as unexpected.
+    Redis dedups: every event once."""
+    distinct = list({event_key(e): e for e in kafka}.values())
+    out = {
+        "kafka": compare(want, distinct if distinct_kafka else kafka),
+        "redis": compare(want if want_redis is None else want_redis, redis),
+    }
+    for sink, comparison in out.items():
+        fault_report.compared(sink, comparison)
+    fault_report.note(reference_events=len(want), kafka_redelivered=len(kafka) - len(distinct))
+    return out

@@ -9,11 +9,10 @@ import shutil
 import time
 from pathlib import Path
 
-from faults import Comparison, compare
 from test_exactly_once import _until_all_scored, last_timestamps
 
 from vad.config import load_config
-from vad.consumer import read_kafka_events, read_kafka_scores, read_redis_events
+from vad.consumer import read_kafka_events, read_kafka_scores
 from vad.kafka_clients import ensure_topics
 from vadctl import cluster
 
@@ -99,14 +98,6 @@ def reference_events(jobs, env: dict, frames: int, timeout_s: float = 400) -> li
         return _until_all_scored(jobs, ref, load_config(env=env), frames, timeout_s=timeout_s)
     finally:
         jobs.kill(ref)
-
-
-def compare_both(fault_report, want: list, got_kafka: list, cfg) -> tuple[Comparison, Comparison]:
-    """Kafka's and Redis's events against the reference's, both reported."""
-    kafka, redis = compare(want, got_kafka), compare(want, read_redis_events(cfg))
-    fault_report.compared("kafka", kafka)
-    fault_report.compared("redis", redis)
-    return kafka, redis
 
 
 def first_event_while(cfg, cams, producing, alive, timeout_s: float = 300) -> None:

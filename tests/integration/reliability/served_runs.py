@@ -1,14 +1,14 @@
 """What the scenarios share in which the job runs on through a fault (Redis killed, checkpoint
 storage unwritable) without a restart: a job's environment, its events once its output has settled,
-an uninterrupted reference run over the same features topic, and the comparison of both sinks with
-it. Every wait is bounded."""
+an uninterrupted reference run over the same features topic (compared with faults.compare_sinks).
+Every wait is bounded."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from faults import Comparison, compare, event_key
+from faults import event_key
 from test_redis_outage import _events_settled
 
 from vad.config import load_config
@@ -57,15 +57,3 @@ def reference_run(jobs, env: dict, cameras: set[str]) -> list[Event]:
         jobs.kill(job)
     assert kafka, "the reference run produced no events"
     return list({event_key(e): e for e in kafka}.values())
-
-
-def compare_sinks(fault_report, want: list[Event], kafka: list[Event], redis: list[Event]) -> dict[str, Comparison]:
-    """Both sinks against the reference, reported. Kafka by its distinct events: at-least-once allows
-    exact redeliveries (same id, seq and content; consumers dedup on them), reported apart; one that
-    differs in content is another key, so it counts as unexpected. Redis dedups: every event once."""
-    distinct = list({event_key(e): e for e in kafka}.values())
-    out = {"kafka": compare(want, distinct), "redis": compare(want, redis)}
-    for sink, comparison in out.items():
-        fault_report.compared(sink, comparison)
-    fault_report.note(reference_events=len(want), kafka_redelivered=len(kafka) - len(distinct))
-    return out

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from faults import compare, event_key
+from faults import compare_sinks, event_key
 from test_exactly_once import CALM_TAIL, CLIPS, _latest_checkpoint, _until_all_scored, last_timestamps
 from test_redis_outage import _failures
 
@@ -180,16 +180,16 @@ def test_broker_sigkill_mid_run(delivery, outage, job_env, stack_env, broker_pro
     assert len(set(map(event_key, want_kafka))) == len(want_kafka), "the uninterrupted run redelivered"
 
     redelivered = len(got_kafka) - len(set(map(event_key, got_kafka)))
-    if delivery == "at_least_once":
-        distinct = list({event_key(e): e for e in got_kafka}.values())
-        kafka = compare(want_kafka, distinct)
-    else:
-        kafka = compare(want_kafka, got_kafka)
-    redis = compare(want_redis, got_redis)
-    fault_report.compared("kafka", kafka)
-    fault_report.compared("redis", redis)
+    result = compare_sinks(
+        fault_report,
+        want_kafka,
+        got_kafka,
+        got_redis,
+        want_redis=want_redis,
+        distinct_kafka=delivery == "at_least_once",
+    )
+    kafka, redis = result["kafka"], result["redis"]
     fault_report.note(
-        kafka_redelivered=redelivered,
         job_failures=len(failures),
         failure_kinds=sorted(set(failures)),
         scored_before_kill=scored_before_kill,

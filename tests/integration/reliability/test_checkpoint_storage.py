@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 
-from served_runs import compare_sinks, reference_run, served_env, settled
+from faults import compare_sinks
+from served_runs import reference_run, served_env, settled
 from test_redis_outage import _failures
 
 from vad.config import load_config

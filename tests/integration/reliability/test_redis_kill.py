@@ -17,7 +17,8 @@ import signal
 import time
 
 import redis
-from served_runs import compare_sinks, reference_run, served_env, settled
+from faults import compare_sinks
+from served_runs import reference_run, served_env, settled
 from test_job_metrics import _vad_metrics
 from test_redis_outage import _failures
 

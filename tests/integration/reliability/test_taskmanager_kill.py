@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from faults import compare_sinks
 from restore_runs import (
     CLIPS,
     committed_scores_reach,
-    compare_both,
     first_event_while,
     open_episodes,
     prepare_runs,
@@ -29,7 +29,7 @@ from restore_runs import (
 from test_exactly_once import CalmTails
 
 from vad.config import load_config
-from vad.consumer import read_kafka_events, read_kafka_scores
+from vad.consumer import read_kafka_events, read_kafka_scores, read_redis_events
 from vadctl import cluster
 
 _OFFSET = int(os.environ.get("VAD_TEST_PORT_OFFSET", "0"))
@@ -154,7 +154,8 @@ def test_taskmanager_killed_gives_exactly_the_uninterrupted_events(
 
     # Reference: an uninterrupted local run at parallelism 2 over the same topic, same model.
     want = reference_events(jobs, {**ref_env, "VAD_JOB__RESTART_ATTEMPTS": "5"}, frames)
-    kafka, redis = compare_both(fault_report, want, got, cfg)
+    result = compare_sinks(fault_report, want, got, read_redis_events(cfg), distinct_kafka=False)
+    kafka, redis = result["kafka"], result["redis"]
     fault_report.note(
         delivery="exactly_once (Kafka read committed)",
         frames=frames,
