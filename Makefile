@@ -36,7 +36,7 @@ reliability: setup
 	PYTHONPATH=$(RELIABILITY) $(VENV)/python -m pytest -q -p reliability_plugin $(RELIABILITY) \
 	  tests/integration/test_exactly_once.py tests/integration/test_redis_outage.py \
 	  tests/integration/test_edge_restart.py tests/integration/test_edge_delivery_failure.py \
-	  tests/integration/test_idle_skew_and_ttl.py; \
+	  tests/integration/test_idle_skew_and_ttl.py tests/integration/test_stream_holes.py; \
 	status=$$?; PYTHONPATH=$(RELIABILITY) $(VENV)/python $(RELIABILITY)/report.py; exit $$status
 
 # The default model, trained on the Ped2 training clips (see docs/models.md).

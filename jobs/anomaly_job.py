@@ -111,7 +111,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     rows = env.from_source(source, watermarks, "frame-features").uid("kafka-frame-features")
     # Features: each shard's records are micro-batched in the JVM (full, after batch_max_delay_ms, or
     # when the watermark passes), so a batch crosses into Python as one element.
-    batches = batch_by_shard(rows, j.batch_size, j.batch_max_delay_ms, uid="batch-records")
+    batches = batch_by_shard(rows, j.shards, j.batch_size, j.batch_max_delay_ms, uid="batch-records")
     # Score -> detect: a batch is decoded and validated, windowed per camera, scored in one ONNX call
     # and run through each camera's episode detector. A batch's events leave it as one string of
     # their JSON, newline-joined, on two paths (udfs/score_detect.py).

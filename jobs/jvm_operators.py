@@ -55,12 +55,13 @@ def key_by_shard(rows: DataStream) -> KeyedStream:
     return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), rows)
 
 
-def batch_by_shard(rows: DataStream, batch_size: int, max_delay_ms: int, uid: str) -> KeyedStream:
+def batch_by_shard(rows: DataStream, shards: int, batch_size: int, max_delay_ms: int, uid: str) -> KeyedStream:
     """Row(shard, record bytes) -> batches of a shard's records, keyed by shard; a keyed Python
     operator gets the batch bytes (``udfs.batches.unpack_batch``). The batcher keeps each shard's partition, so
-    its output is keyed as it is, without another shuffle."""
+    its output is keyed as it is, without another shuffle. It refuses a restore from a snapshot taken
+    with another shard count, which would lose the cameras' scoring state."""
     jvm = get_gateway().jvm
-    fn = jvm.io.github.vad.flink.BatchRecords(batch_size, max_delay_ms)
+    fn = jvm.io.github.vad.flink.BatchRecords(batch_size, max_delay_ms, shards)
     out_type = jvm.io.github.vad.flink.BatchRecords.producedType()
     j_batches = key_by_shard(rows)._j_data_stream.process(fn, out_type).name(uid).uid(uid)
     j_keyed = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(

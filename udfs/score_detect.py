@@ -18,8 +18,9 @@ Rules: frames of a camera are ordered by (event time, frame index), not by index
 restart starts its indices at 0 again; within a batch they are put in that order between GAP flags
 (arrival order across them); a frame not after the last one scored for its camera is late or a
 duplicate and is dropped (counted), unless it carries the GAP flag, which the first record of every
-producer stream does: then it is a new stream (see ``vad.detect``). A GAP flag, or an index not
-after the last one's, resets the camera's window and closes its open event. An open event closes
+producer stream does: then it is a new stream (see ``vad.detect``). A GAP flag, an index not after
+the last one's, or a skipped index (a record that never arrived, counted in ``frames_missing``),
+resets the camera's window and closes its open event (``vad.detect.starts_afresh``). An open event closes
 as idle only when its own camera stopped sending, never because another camera's event time is
 ahead (a partition's watermark follows its fastest camera): at the camera's next record if its event
 time is more than ``idle_close_ms`` after the last one's (so a replay closes it where the live run
@@ -50,7 +51,7 @@ from udfs.metrics import Announcement, vad_metrics
 from vad.batch_decode import decode_batch
 from vad.config import DetectConfig
 from vad.detect import CameraState as DetectorState
-from vad.detect import EpisodeDetector
+from vad.detect import EpisodeDetector, starts_afresh
 from vad.records import CameraState, Event, ScoreLine
 from vad.schema import FEATURE_LAYOUT_VERSION, N_CHANNELS, SchemaError
 from vad.windows import fill_window
@@ -153,10 +154,11 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.m_batch_size = g.distribution("batch_size")
         self.m_infer_us = g.distribution("inference_us")
         self.m_late = g.counter("late_or_duplicate_frames")
+        self.m_missing = g.counter("frames_missing")
         self.m_opened = g.counter("vad_events_opened")
         self.m_closed = g.counter("vad_events_closed")
         self.m_score = g.distribution("frame_score_x1000")
-        self.announce = Announcement(self.m_dead, self.m_late, self.m_opened, self.m_closed)
+        self.announce = Announcement(self.m_dead, self.m_late, self.m_missing, self.m_opened, self.m_closed)
 
     def close(self):
         self.scorer = None
@@ -266,7 +268,9 @@ class ScoreAndDetect(KeyedProcessFunction):
                 if not r.gap and (r.ts_ms, r.frame_index) <= (e.ts or 0, e.frame):
                     self.m_late.inc()
                     continue
-                gap = gap or r.frame_index <= e.frame  # a new stream that was not flagged
+                if r.frame_index > e.frame + 1:
+                    self.m_missing.inc(r.frame_index - e.frame - 1)
+                gap = starts_afresh(gap, r.frame_index, e.frame)
             grids = [r.features] if gap or e.frame is None else [*e.grids, r.features]
             e.frame, e.ts, e.grids = r.frame_index, r.ts_ms, grids[-self.window :]
             histories.append(e.grids)

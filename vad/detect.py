@@ -16,7 +16,7 @@ Rules (all causal: a decision at frame i uses frames <= i only):
   starts with one, so a GAP frame going back is a new stream (an edge restarted within the event
   time of its previous stream), which closes the open event and starts afresh, cooldown included. A
   frame after the last one by event time but not by index is a new stream too (from an edge that
-  did not flag it) and is taken as a gap.
+  did not flag it) and is taken as a gap; so is a frame that skips an index (``starts_afresh``).
 The event id is derived from camera, start event time and start frame, so a replay of the same
 frames yields the same ids and an episode of a restarted stream (whose frame index restarts at 0,
 its event time does not) gets a new one.
@@ -43,6 +43,16 @@ def event_id(camera_id: str, start_ts_ms: int, start_frame: int) -> str:
     """UUID 5 of the episode's camera, start event time and start frame: the same on a replay, new
     after an edge restart (frame indices restart at 0 with each producer stream)."""
     return uuid.uuid5(_ID_NAMESPACE, f"{camera_id}/{start_ts_ms}/{start_frame}").hex
+
+
+def starts_afresh(gap: bool, frame: int, last_frame: int | None) -> bool:
+    """Whether a frame, after the camera's last one by event time, starts its window and episode
+    afresh: it carries GAP, its index does not follow the last one's (an edge restart the edge did
+    not flag), or it skips an index. The edge gives every sampled frame the next index, one it drops
+    too, so a skipped index is a record that never arrived: dropped, or lost in delivery, where the
+    edge cannot always flag the next record (a Kafka client reports a failed send after it has taken
+    the records behind it). Holes are found here, whatever the edge could flag."""
+    return gap or (last_frame is not None and frame != last_frame + 1)
 
 
 @dataclass
@@ -121,7 +131,7 @@ class EpisodeDetector:
             st.dropped += 1
             return []
         out: list[Event] = []
-        if gap or frame <= st.last_frame:
+        if starts_afresh(gap, frame, st.last_frame):
             out += self.close(st, camera_id, reason="gap")
             st.ema, st.run = None, 0
             if not after:  # a new stream earlier in event time: the old stream's cooldown is not its

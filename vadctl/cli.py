@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from vad.config import REPO_ROOT, ConfigError, dump_config, load_config
@@ -128,8 +129,20 @@ def _cmd_run(cfg, args) -> int:
         return 2
     from jobs.anomaly_job import run
 
-    run(cfg)  # checked above: the job's own main() would load and check it again
+    try:
+        run(cfg)  # checked above: the job's own main() would load and check it again
+    except Exception as e:  # the job failed (a Py4JJavaError with Flink's whole trace)
+        traceback.print_exc()
+        print(f"vad run: error: the job failed: {root_cause(str(e))}", file=sys.stderr)
+        return 1
     return 0
+
+
+def root_cause(trace: str) -> str:
+    """The innermost cause of a Java stack trace, as one line (the trace itself if it has none)."""
+    lines = [line.strip() for line in trace.splitlines() if line.strip()]
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    return (causes or lines or ["unknown"])[-1 if causes else 0]
 
 
 def _cmd_events(cfg, args) -> int:

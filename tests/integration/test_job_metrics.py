@@ -86,6 +86,7 @@ def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest):
     for name in (
         "vad_dead_letters",
         "late_or_duplicate_frames",
+        "frames_missing",
         "redis_events_duplicate",
         "redis_retries",
         "redis_events_held",

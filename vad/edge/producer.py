@@ -14,7 +14,8 @@ waiting loses nothing) is dropped and counted in ``dropped``; the next record th
 carries FLAG_GAP so the job resets that camera's window instead of scoring across the hole. So does
 the first record of every stream (a new process starts its frame index at 0 again: the job takes
 it as a new stream, vad/detect.py), and the next record handed to Kafka after a delivery failure
-(records already handed over when the failure is reported are sent as they are).
+(records already handed over when the failure is reported are sent as they are: the job finds
+that hole by the skipped frame index, ``vad.detect.starts_afresh``).
 
 A paced camera (live, or a ``--realtime`` file) that falls behind its frame rate is warned about
 once per episode, and its counters are logged as warnings while it lasts (vad/edge/lag.py). With

@@ -67,7 +67,11 @@ def test_redis_killed_mid_run_and_back(job_env, ped2, produce, jobs, local_rest,
         down_s = time.monotonic() - killed_at
         kafka, redis_events = settled(cfg, job, jobs, cameras)
         assert _failures(local_rest) == [], "the job failed while Redis was away"
-        metrics = _vad_metrics(local_rest)
+        # The REST API serves metrics its fetcher gathered (every 10 s by default): none at first.
+        metrics, until = _vad_metrics(local_rest), time.monotonic() + 60
+        while not set(REDIS_METRICS) <= set(metrics) and time.monotonic() < until:
+            time.sleep(2)
+            metrics = _vad_metrics(local_rest)
     finally:
         jobs.kill(job)
         stack.up(durable)

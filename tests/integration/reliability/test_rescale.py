@@ -117,3 +117,44 @@ def test_savepoint_rescale_1_2_1_gives_exactly_the_uninterrupted_events(
     assert kafka.exact, kafka
     assert redis.exact, redis
     assert compare(want, read_redis_events(ref_cfg)).exact, "the reference's Redis differs from its Kafka"
+
+
+def test_a_restore_with_another_shard_count_is_refused_at_once(job_env, produce, ped2, jobs, local_rest, tmp_path):
+    """job.score_shards left null follows the parallelism: a savepoint of parallelism 1 restored at
+    2 would move most cameras to another shard and drop their scoring state. The job refuses it at
+    once, naming the setting, and does not restart; with the count the savepoint has, it restores."""
+    env = _env(job_env, "shards", tmp_path)
+    env.pop("VAD_JOB__SCORE_SHARDS")
+    cfg, _ = prepare_runs(env, env, tmp_path)
+    rest, port = rest_cfg(local_rest.port), str(local_rest.port)
+    produce(env, {"rs-shards-cam": ped2 / "test" / "Test001.mp4"})
+    job = jobs.start({**env, "VAD_JOB__LOCAL_REST_PORT": port})
+    try:
+        job_id = running_job_id(rest, time.monotonic() + 300)
+        _until_all_scored(jobs, job, cfg, 1, timeout_s=300)
+        savepoint = stop_with_savepoint(rest, job_id, tmp_path / "savepoint")
+        assert job.wait(timeout=120) == 0, f"the stopped job did not end cleanly\n{jobs.logs(job)}"
+    finally:
+        jobs.kill(job)
+    restore = {**env, "VAD_JOB__LOCAL_REST_PORT": port, "VAD_JOB__RESTORE_FROM": savepoint}
+    refused = jobs.start({**restore, "VAD_JOB__PARALLELISM": "2"})
+    try:
+        code = refused.wait(timeout=300)
+    finally:
+        jobs.kill(refused)
+    logs = "\n".join(f.read_text(errors="replace") for f in sorted(jobs.folders[refused].iterdir()) if f.is_file())
+    assert code != 0, jobs.logs(refused)
+    assert "job.score_shards: the state restored was written with 1 scoring shards and this job has 2" in logs, (
+        jobs.logs(refused)
+    )
+    last = (jobs.folders[refused] / "stderr").read_text(errors="replace").strip().splitlines()[-1]
+    assert last.startswith("vad run: error: the job failed: java.lang.IllegalStateException: job.score_shards: "), last
+    # Not retried with backoff until someone notices: the first attempt ends the job.
+    assert "SuppressRestartsException" in logs and "to RESTARTING" not in logs, jobs.logs(refused)
+    accepted = jobs.start({**restore, "VAD_JOB__PARALLELISM": "1"})
+    try:
+        running_job_id(rest, time.monotonic() + 300)
+        time.sleep(5)
+        assert accepted.poll() is None, jobs.logs(accepted)
+    finally:
+        jobs.kill(accepted)

@@ -33,7 +33,7 @@ def test_batches_by_count_per_shard_and_the_last_partial_batch_at_end_of_input()
     rows = [Row(shard, f"{shard}-{i}".encode()) for i in range(7) for shard in (0, 1)] + [Row(1, b"1-7")]
     src = env.from_collection(rows, Types.ROW([Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())]))
     # A huge delay: only the count and the end of input may flush.
-    out = batch_by_shard(src, 3, 3_600_000, uid="batch-test").process(_Sizes(), Types.STRING())
+    out = batch_by_shard(src, 2, 3, 3_600_000, uid="batch-test").process(_Sizes(), Types.STRING())
     with out.execute_and_collect() as results:
         got = sorted(results)
     assert got == sorted(["0:0-0,0-1,0-2", "0:0-3,0-4,0-5", "0:0-6", "1:1-0,1-1,1-2", "1:1-3,1-4,1-5", "1:1-6,1-7"])
@@ -47,7 +47,7 @@ def test_a_batch_is_also_flushed_at_its_byte_bound():
     big = bound // 3 + 1  # three of these pass the bound
     rows = [Row(0, bytes([65 + i]) * big) for i in range(4)]
     src = env.from_collection(rows, Types.ROW([Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())]))
-    out = batch_by_shard(src, 100, 3_600_000, uid="batch-test").process(_Counts(), Types.STRING())
+    out = batch_by_shard(src, 1, 100, 3_600_000, uid="batch-test").process(_Counts(), Types.STRING())
     with out.execute_and_collect() as results:
         got = list(results)
     assert got == ["ABC", "D"]

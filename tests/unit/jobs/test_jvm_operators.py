@@ -105,4 +105,4 @@ def test_java_batches_read_back_in_python(jvm):
     with pytest.raises(ValueError, match="left over"):
         unpack_batch(blob + b"\x00")
     with pytest.raises(Exception, match="must be >= 1"):
-        jvm.io.github.vad.flink.BatchRecords(0, 50)
+        jvm.io.github.vad.flink.BatchRecords(0, 50, 1)

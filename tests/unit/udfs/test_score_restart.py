@@ -73,3 +73,18 @@ def test_within_a_batch_frames_are_reordered_by_event_time_between_gap_records()
     order = [first[0], first[1], first[2], first[4], first[3], first[5], *second]
     scores, _, _ = run(op, order, flush=False)
     assert [s["frame_index"] for s in scores] == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
+
+
+def test_a_skipped_index_without_a_flag_is_a_gap():
+    op = operator(update_every_s=100, cooldown_s=0)
+    # A hot stream loses frames 20-24 in delivery; the edge could not flag frame 25.
+    records = stream(T0, 40, hot_from=5)
+    scores, events, _ = run(op, records[:20] + records[25:], flush=False, batch=8)
+    assert len(scores) == 35
+    summary = [(e["phase"], e["start_frame"], e.get("close_reason")) for e in events]
+    assert [e["end_frame"] for e in events if e["phase"] == "close"] == [19]
+    assert [s for s in summary if s[0] != "update"] == [
+        ("open", 5, None),
+        ("close", 5, "gap"),
+        ("open", 25, None),
+    ]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vad.config import CameraConfig, ConfigError, DetectConfig, load_config
-from vad.detect import CameraState, EpisodeDetector, event_id
+from vad.detect import CameraState, EpisodeDetector, event_id, starts_afresh
 
 
 def run(scores, cfg=None, camera="cam", thr=1.0, start=0):
@@ -184,3 +184,18 @@ def test_cooldown_and_updates_follow_event_time():
 def test_old_frame_based_detect_keys_are_refused_naming_the_new_ones():
     with pytest.raises(ConfigError, match=r"detect.min_frames: moved to `detect.min_duration_s`"):
         load_config(env={"VAD_DETECT__MIN_FRAMES": "3"})
+
+
+@pytest.mark.parametrize(
+    ("gap", "frame", "last", "afresh"),
+    [
+        (False, 8, 7, False),  # the next index
+        (False, 9, 7, True),  # one skipped: a record that never arrived
+        (False, 3, 7, True),  # back: a new stream the edge did not flag
+        (True, 8, 7, True),  # flagged
+        (False, 0, None, False),  # the camera's first record
+        (True, 0, None, True),
+    ],
+)
+def test_starts_afresh(gap, frame, last, afresh):
+    assert starts_afresh(gap, frame, last) is afresh

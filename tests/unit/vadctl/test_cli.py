@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vad.config import REPO_ROOT
 from vad.records import PUBLISHED
-from vadctl.cli import main
+from vadctl.cli import main, root_cause
 
 
 def test_schemas_are_written_and_checked(tmp_path, capsys):
@@ -25,3 +25,18 @@ def test_run_and_submit_refuse_a_missing_model_in_one_line(tmp_path, capsys, mon
         assert main([cmd]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"job.model_path: {tmp_path / 'gone.onnx'}: no such file"], (cmd, err)
+
+
+def test_root_cause_is_the_innermost_caused_by_line():
+    trace = (
+        "An error occurred while calling o0.execute.\n"
+        ": org.apache.flink.runtime.client.JobExecutionException: Job execution failed.\n"
+        "\tat org.apache.flink.runtime.jobmaster.JobResult.toJobExecutionResult(JobResult.java:144)\n"
+        "Caused by: org.apache.flink.runtime.execution.SuppressRestartsException: Unrecoverable failure.\n"
+        "\tat io.github.vad.flink.BatchRecords.initializeState(BatchRecords.java:79)\n"
+        "Caused by: java.lang.IllegalStateException: job.score_shards: restore with 1\n"
+        "\t... 12 more\n"
+    )
+    assert root_cause(trace) == "java.lang.IllegalStateException: job.score_shards: restore with 1"
+    assert root_cause("Py4JError: no cause\n  at x") == "Py4JError: no cause"
+    assert root_cause("") == "unknown"

@@ -12,6 +12,10 @@ import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.runtime.execution.SuppressRestartsException;
+import org.apache.flink.runtime.state.FunctionInitializationContext;
+import org.apache.flink.runtime.state.FunctionSnapshotContext;
+import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -30,28 +34,63 @@ import org.apache.flink.util.Collector;
  * end of a bounded run). Records are passed on unchanged and in arrival order; validation stays in
  * Python.
  *
+ * <p>It also keeps the job's shard count in its snapshots (union operator state) and refuses a
+ * restore from a snapshot taken with another count, at once and without restarts: a camera's
+ * scoring state is keyed by its shard (crc32 of the camera id modulo the count), so under another
+ * count most cameras would silently start afresh, their open episodes never closed.
+ *
  * <p>Batch layout (little-endian): uint32 record count, then per record uint32 length and the
  * bytes. The one reader is {@code unpack_batch} in udfs/batches.py; {@link #pack} is the
  * one writer (public for the test that checks both sides agree).
  */
-public final class BatchRecords extends KeyedProcessFunction<Row, Row, Row> {
+public final class BatchRecords extends KeyedProcessFunction<Row, Row, Row> implements CheckpointedFunction {
     private static final long serialVersionUID = 1L;
     /** A batch is flushed once it holds this many bytes, whatever its record count. */
     public static final long MAX_BATCH_BYTES = 64L << 20;
 
     private final int batchSize;
     private final long maxDelayMs;
+    private final int shards;
+    private transient ListState<Integer> shardCount;
     private transient ListState<byte[]> pending;
     private transient ValueState<Integer> count;
     private transient ValueState<Long> bytes;
 
-    public BatchRecords(int batchSize, long maxDelayMs) {
-        if (batchSize < 1 || maxDelayMs < 1) {
-            throw new IllegalArgumentException(
-                    "batchSize and maxDelayMs must be >= 1, got " + batchSize + ", " + maxDelayMs);
+    public BatchRecords(int batchSize, long maxDelayMs, int shards) {
+        if (batchSize < 1 || maxDelayMs < 1 || shards < 1) {
+            throw new IllegalArgumentException("batchSize, maxDelayMs and shards must be >= 1, got "
+                    + batchSize + ", " + maxDelayMs + ", " + shards);
         }
         this.batchSize = batchSize;
         this.maxDelayMs = maxDelayMs;
+        this.shards = shards;
+    }
+
+    @Override
+    public void initializeState(FunctionInitializationContext context) throws Exception {
+        shardCount = context.getOperatorStateStore()
+                .getUnionListState(new ListStateDescriptor<>("score_shards", Types.INT));
+        if (!context.isRestored()) {
+            return;
+        }
+        // Empty in a snapshot of a version that did not record it: nothing to compare.
+        for (Integer before : shardCount.get()) {
+            if (before != null && before != shards) {
+                throw new SuppressRestartsException(new IllegalStateException(refusal(before, shards)));
+            }
+        }
+    }
+
+    /** Why a restore is refused, naming the setting that fixes it. */
+    public static String refusal(int before, int now) {
+        return "job.score_shards: the state restored was written with " + before + " scoring shards and this job"
+                + " has " + now + " (job.score_shards, or the parallelism when it is null); a camera's state is"
+                + " keyed by its shard and would be lost. Restore with job.score_shards: " + before;
+    }
+
+    @Override
+    public void snapshotState(FunctionSnapshotContext context) throws Exception {
+        shardCount.update(List.of(shards));
     }
 
     @Override

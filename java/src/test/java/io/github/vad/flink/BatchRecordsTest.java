@@ -15,6 +15,7 @@ import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.functions.KeySelector;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
+import org.apache.flink.runtime.execution.SuppressRestartsException;
 import org.apache.flink.streaming.api.operators.KeyedProcessOperator;
 import org.apache.flink.streaming.api.watermark.Watermark;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
@@ -33,6 +34,7 @@ class BatchRecordsTest {
     /** The job's key: Row(field 0), what PyFlink's KeyByKeySelector builds (jobs/jvm_operators.py). */
     private static final KeySelector<Row, Row> SHARD = row -> Row.of(row.getField(0));
     private static final TypeInformation<Row> SHARD_TYPE = Types.ROW(Types.INT);
+    private static final int SHARDS = 4;
 
     private final List<KeyedOneInputStreamOperatorTestHarness<Row, Row, Row>> open = new ArrayList<>();
 
@@ -46,7 +48,7 @@ class BatchRecordsTest {
     private KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> harness(int batchSize, long maxDelayMs)
             throws Exception {
         var h = ProcessFunctionTestHarnesses.forKeyedProcessFunction(
-                new BatchRecords(batchSize, maxDelayMs), SHARD, SHARD_TYPE);
+                new BatchRecords(batchSize, maxDelayMs, SHARDS), SHARD, SHARD_TYPE);
         open.add(h);
         return h;
     }
@@ -80,8 +82,9 @@ class BatchRecordsTest {
 
     @Test
     void rejectsBoundsBelowOne() {
-        assertThrows(IllegalArgumentException.class, () -> new BatchRecords(0, 100));
-        assertThrows(IllegalArgumentException.class, () -> new BatchRecords(10, 0));
+        assertThrows(IllegalArgumentException.class, () -> new BatchRecords(0, 100, 1));
+        assertThrows(IllegalArgumentException.class, () -> new BatchRecords(10, 0, 1));
+        assertThrows(IllegalArgumentException.class, () -> new BatchRecords(10, 100, 0));
     }
 
     @Test
@@ -261,10 +264,30 @@ class BatchRecordsTest {
         assertEquals(List.of("1:[a, b]"), batches(after));
     }
 
+    @Test
+    void aRestoreWithAnotherShardCountIsRefusedWithoutRestarts() throws Exception {
+        var before = harness(100, 3_600_000);
+        before.processElement(rec(1, "a"), 100);
+        OperatorSubtaskState snapshot = before.snapshot(1L, 10L);
+
+        var e = assertThrows(SuppressRestartsException.class, () -> restored(snapshot, 100, 3_600_000, SHARDS + 1));
+        assertEquals(BatchRecords.refusal(SHARDS, SHARDS + 1), e.getCause().getMessage());
+        assertTrue(e.getCause().getMessage().startsWith("job.score_shards: "), e.getCause().getMessage());
+        // The same count restores, whatever else changed.
+        var after = restored(snapshot, 7, 50, SHARDS);
+        after.processWatermark(100);
+        assertEquals(List.of("1:[a]"), batches(after));
+    }
+
     private KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> restored(
             OperatorSubtaskState snapshot, int batchSize, long maxDelayMs) throws Exception {
+        return restored(snapshot, batchSize, maxDelayMs, SHARDS);
+    }
+
+    private KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> restored(
+            OperatorSubtaskState snapshot, int batchSize, long maxDelayMs, int shards) throws Exception {
         var h = new KeyedOneInputStreamOperatorTestHarness<>(
-                new KeyedProcessOperator<>(new BatchRecords(batchSize, maxDelayMs)), SHARD, SHARD_TYPE);
+                new KeyedProcessOperator<>(new BatchRecords(batchSize, maxDelayMs, shards)), SHARD, SHARD_TYPE);
         open.add(h);
         h.initializeState(snapshot);
         h.open();
