@@ -2,8 +2,9 @@
 own, the broker's SASL_SSL listener with SCRAM users and the StandardAuthorizer, Redis with TLS, a
 password and an ACL user, and the helpers that give a principal its Kafka ACLs.
 
-The broker's super user is ``kafka.sasl_username``: the job and the tools log in as it. Every other
-principal (an edge, say) is added with ``add_scram_user`` and may do only what ``grant`` allows it.
+The broker's super user is ``kafka.sasl_username``: the tools log in as it. Every other principal
+(an edge, say) is added with ``add_scram_user`` and may do only what ``grant`` allows it; a job that
+runs as a principal of its own is given ``job_acls``.
 """
 
 from __future__ import annotations
@@ -195,28 +196,65 @@ def add_scram_user(cfg: Config, user: str, password: str) -> None:
         raise SecureStackError(f"could not set the SCRAM credentials of {user}: {errors}")
 
 
+def _allow(user: str, op, kind, name: str, pattern=None):
+    """An ACL binding allowing User:<user> `op` on a resource, from any host; a literal name unless
+    `pattern` says otherwise."""
+    from kafka.admin import ACL, ACLPermissionType, ACLResourcePatternType, ResourcePattern
+
+    resource = ResourcePattern(kind, name, pattern or ACLResourcePatternType.LITERAL)
+    return ACL(f"User:{user}", "*", op, ACLPermissionType.ALLOW, resource)
+
+
 def grant(cfg: Config, user: str, write_topics: list[str] = (), read_topics: list[str] = (), group: str | None = None):
     """Allow User:<user> to write (and describe) `write_topics`, read `read_topics` with consumer group
     `group`; nothing else (the broker denies what no ACL allows)."""
-    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+    from kafka.admin import ACLOperation, ResourceType
 
-    principal, allow = f"User:{user}", ACLPermissionType.ALLOW
-    acls = [
-        ACL(principal, "*", op, allow, ResourcePattern(ResourceType.TOPIC, t))
-        for t in write_topics
-        for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE)
-    ]
-    acls += [
-        ACL(principal, "*", op, allow, ResourcePattern(ResourceType.TOPIC, t))
-        for t in read_topics
-        for op in (ACLOperation.READ, ACLOperation.DESCRIBE)
-    ]
+    topic = ResourceType.TOPIC
+    acls = [_allow(user, op, topic, t) for t in write_topics for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE)]
+    acls += [_allow(user, op, topic, t) for t in read_topics for op in (ACLOperation.READ, ACLOperation.DESCRIBE)]
     if group:
-        acls.append(ACL(principal, "*", ACLOperation.READ, allow, ResourcePattern(ResourceType.GROUP, group)))
+        acls.append(_allow(user, ACLOperation.READ, ResourceType.GROUP, group))
+    add_acls(cfg, acls)
+
+
+def add_acls(cfg: Config, acls: list) -> None:
+    """Create kafka-python ACL bindings on the secured broker, as the super user `cfg` logs in as."""
     admin = _admin(cfg)
     try:
         result = admin.create_acls(acls)
     finally:
         admin.close()
     if result.get("failed"):
-        raise SecureStackError(f"could not create ACLs for {principal}: {result['failed']}")
+        raise SecureStackError(f"could not create ACLs: {result['failed']}")
+
+
+def job_acls(cfg: Config, principal: str) -> list:
+    """What User:<principal> needs to run the job of `cfg` (its topics, group and job.delivery), and
+    no more: READ on the features topic and on kafka.group_id (the source commits its offsets to the
+    group at each checkpoint), WRITE on the events, dead-letter and scores topics, and with
+    exactly_once WRITE on the transactional ids the sinks make, ``<kafka.group_id>-<sink>-...``. READ
+    and WRITE imply DESCRIBE. docs/security.md lists these (``acl_table``); tests/integration/
+    test_security.py runs the job with exactly these in both delivery modes."""
+    from kafka.admin import ACLOperation, ACLResourcePatternType, ResourceType
+
+    k, read, write = cfg.kafka, ACLOperation.READ, ACLOperation.WRITE
+    acls = [_allow(principal, read, ResourceType.TOPIC, k.topics.features)]
+    acls.append(_allow(principal, read, ResourceType.GROUP, k.group_id))
+    acls += [
+        _allow(principal, write, ResourceType.TOPIC, t)
+        for t in (k.topics.events, k.topics.dead_letter, k.topics.scores)
+    ]
+    if cfg.job.delivery == "exactly_once":
+        prefixed = ACLResourcePatternType.PREFIXED
+        acls.append(_allow(principal, write, ResourceType.TRANSACTIONAL_ID, f"{k.group_id}-", prefixed))
+    return acls
+
+
+def acl_table(acls: list) -> list[str]:
+    """Markdown table rows (resource type, pattern type, name, operation) for ACL bindings."""
+    return [
+        f"| {a.resource_pattern.resource_type.name} | {a.resource_pattern.pattern_type.name} "
+        f"| `{a.resource_pattern.resource_name}` | {a.operation.name} |"
+        for a in acls
+    ]

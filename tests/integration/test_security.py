@@ -9,13 +9,15 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
+from kafka.admin import ResourceType
 from kafka.errors import TopicAuthorizationFailedError
 
 from vad.config import load_config
-from vad.consumer import read_kafka_events, read_redis_events
-from vad.kafka_clients import make_producer
+from vad.consumer import read_kafka_dead_letters, read_kafka_events, read_kafka_scores, read_redis_events
+from vad.kafka_clients import ensure_topics, make_producer
 from vadctl import stack, stack_secure
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,6 +25,7 @@ _OFFSET = int(os.environ.get("VAD_TEST_PORT_OFFSET", "0"))
 KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT = 29050 + _OFFSET, 29051 + _OFFSET, 26350 + _OFFSET
 JOB_PASSWORD = 'j"o\\b;pw= é'
 EDGE_PASSWORD = 'e"dge\\;pw'
+SCORER_PASSWORD = 's"cor\\er;pw'
 REDIS_PASSWORD = 'r"ed\\is;pw'
 CLIP, CAMERA = "Test004", "sec-test004"  # anomalous from frame 31 (labels.json)
 
@@ -68,8 +71,36 @@ def secure_env(tmp_path_factory):
         stack.down(cfg)
 
 
+def _as(env: dict[str, str], user: str, password: str) -> dict[str, str]:
+    return {**env, "VAD_KAFKA__SASL_USERNAME": user, "VAD_KAFKA__SASL_PASSWORD": password}
+
+
 def _edge(env: dict[str, str]) -> dict[str, str]:
-    return {**env, "VAD_KAFKA__SASL_USERNAME": "vad-edge", "VAD_KAFKA__SASL_PASSWORD": EDGE_PASSWORD}
+    return _as(env, "vad-edge", EDGE_PASSWORD)
+
+
+@contextmanager
+def _edge_producer(env: dict[str, str]):
+    cfg = load_config(env=_edge(env))
+    producer = make_producer(cfg.kafka)
+    try:
+        yield cfg.kafka.topics, producer
+    finally:
+        producer.close(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def produced(secure_env, ped2):
+    """The anomalous clip in the features topic, sent by `vad produce` as vad-edge, and one record
+    that is not a frame (a dead letter for the jobs that read it)."""
+    rc, out, err = _finish(
+        _vad(_edge(secure_env), "produce", "--camera", CAMERA, "--source", f"{ped2}/test/{CLIP}.mp4"), 300
+    )
+    assert rc == 0, err[-3000:]
+    assert json.loads(out.strip().splitlines()[-1])["sent"] > 100
+    with _edge_producer(secure_env) as (topics, producer):
+        producer.send(topics.features, key=b"bad-cam", value=b"not a record").get(timeout=30)
+    return secure_env
 
 
 def _vad(env: dict[str, str], *args: str) -> subprocess.Popen:
@@ -95,15 +126,11 @@ def _finish(p: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
     return p.returncode, out, err
 
 
-def test_pipeline_runs_over_sasl_ssl_and_redis_tls(secure_env, ped2):
+def test_pipeline_runs_over_sasl_ssl_and_redis_tls(produced):
     """The edge logs in as vad-edge (may write only the features topic), the job as the super user
     with a password only an escaped JAAS value carries; events reach Kafka and, over TLS as the
     Redis ACL user, Redis."""
-    rc, out, err = _finish(
-        _vad(_edge(secure_env), "produce", "--camera", CAMERA, "--source", f"{ped2}/test/{CLIP}.mp4"), 300
-    )
-    assert rc == 0, err[-3000:]
-    assert json.loads(out.strip().splitlines()[-1])["sent"] > 100
+    secure_env = produced
     rc, _, err = _finish(_vad({**secure_env, "VAD_JOB__BOUNDED": "true"}, "run"), 600)
     assert rc == 0, err[-5000:]
     cfg = load_config(env=secure_env)
@@ -114,14 +141,10 @@ def test_pipeline_runs_over_sasl_ssl_and_redis_tls(secure_env, ped2):
 
 
 def test_edge_principal_may_write_features_but_not_events(secure_env):
-    cfg = load_config(env=_edge(secure_env))
-    producer = make_producer(cfg.kafka)
-    try:
-        producer.send(cfg.kafka.topics.features, key=b"acl-cam", value=b"not a record").get(timeout=30)
+    with _edge_producer(secure_env) as (topics, producer):
+        producer.send(topics.features, key=b"acl-cam", value=b"not a record").get(timeout=30)
         with pytest.raises(TopicAuthorizationFailedError):
-            producer.send(cfg.kafka.topics.events, key=b"acl-cam", value=b"{}").get(timeout=30)
-    finally:
-        producer.close(timeout=10)
+            producer.send(topics.events, key=b"acl-cam", value=b"{}").get(timeout=30)
 
 
 def test_plaintext_and_wrong_passwords_are_refused_with_one_clear_line(secure_env, ped2):
@@ -149,3 +172,53 @@ def test_plaintext_and_wrong_passwords_are_refused_with_one_clear_line(secure_en
         assert "Traceback" not in err, f"{name}: {err[-3000:]}"
         last = err.strip().splitlines()[-1]
         assert expected in last, f"{name}: {err[-3000:]}"
+
+
+def _job_as_own_principal(secure_env, name: str, delivery: str, drop=lambda acl: False, **extra: str):
+    """Run the bounded job as User:vad-<name>, not a super user, granted stack_secure.job_acls for its
+    config (topics and group named after `name`) less those `drop` picks. Returns the config as the
+    super user (who reads the outputs back) and the run's exit code and stderr."""
+    names = {f"VAD_KAFKA__TOPICS__{t.upper()}": f"sec.{name}.{t}" for t in ("events", "dead_letter", "scores")}
+    env = {**secure_env, **names, "VAD_KAFKA__GROUP_ID": f"sec-{name}", "VAD_JOB__DELIVERY": delivery, **extra}
+    cfg = load_config(env=env)
+    ensure_topics(cfg.kafka)
+    stack_secure.add_scram_user(cfg, f"vad-{name}", SCORER_PASSWORD)
+    stack_secure.add_acls(cfg, [a for a in stack_secure.job_acls(cfg, f"vad-{name}") if not drop(a)])
+    job = {**_as(env, f"vad-{name}", SCORER_PASSWORD), "VAD_JOB__BOUNDED": "true", "VAD_JOB__EMIT_SCORES": "true"}
+    rc, _, err = _finish(_vad(job, "run"), 600)
+    return cfg, rc, err
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_job_runs_as_a_principal_with_only_the_job_acls(produced, delivery):
+    """Every output the job writes (events, scores, a dead letter) arrives, read committed (so an
+    exactly-once run's only once its transactions commit)."""
+    cfg, rc, err = _job_as_own_principal(produced, f"job-{delivery.replace('_', '-')}", delivery)
+    assert rc == 0, err[-5000:]
+    assert any(e.phase == "close" for e in read_kafka_events(cfg, timeout_s=20) if e.camera_id == CAMERA)
+    assert {s.camera_id for s in read_kafka_scores(cfg, timeout_s=10)} == {CAMERA}
+    assert [d.reason for d in read_kafka_dead_letters(cfg, timeout_s=10)], "no dead letter for the bad record"
+
+
+# The job's ACLs less one (each case names a principal of its own): the sink is refused, the job
+# fails, and no event arrives. READ on the group is not among them: a bounded run may end before a
+# checkpoint commits offsets, and a refused commit does not fail the job.
+LESS_ONE = {
+    "no-events": ("at_least_once", ResourceType.TOPIC, "Not authorized to access topics: [sec.job-no-events.events]"),
+    "no-txn": ("exactly_once", ResourceType.TRANSACTIONAL_ID, "TransactionalIdAuthorizationException"),
+}
+
+
+@pytest.mark.parametrize("case", list(LESS_ONE))
+def test_job_with_one_job_acl_less_fails_and_delivers_nothing(produced, case):
+    delivery, kind, refusal = LESS_ONE[case]
+    name = f"job-{case}"
+
+    def dropped(acl) -> bool:
+        pattern = acl.resource_pattern
+        return pattern.resource_type == kind and pattern.resource_name in (f"sec.{name}.events", f"sec-{name}-")
+
+    cfg, rc, err = _job_as_own_principal(produced, name, delivery, drop=dropped, VAD_JOB__RESTART_ATTEMPTS="1")
+    assert rc != 0, f"{case}: the job ran"
+    assert refusal in err, err[-5000:]
+    assert read_kafka_events(cfg, timeout_s=5) == []

@@ -13,6 +13,8 @@ from vad.config import load_config
 from vadctl.stack_secure import (
     SCRAM_ITERATIONS,
     SecureStackError,
+    acl_table,
+    job_acls,
     kafka_listener_properties,
     redis_arguments,
     scram_format_argument,
@@ -60,3 +62,19 @@ def test_redis_is_tls_only_with_the_acl_user_limited_to_its_prefix():
 def test_secure_stack_needs_sasl_ssl_scram_and_a_redis_password():
     with pytest.raises(SecureStackError, match="SASL_SSL"):
         kafka_listener_properties(load_config(env={"VAD_STACK__SECURE": "true"}), Path("/tls"))
+
+
+def test_docs_security_lists_the_job_acls_the_code_grants():
+    """docs/security.md's table of the job's ACLs is job_acls for a config whose names are the names
+    of their settings (the integration test runs the job with job_acls)."""
+    fields = {
+        f"VAD_KAFKA__TOPICS__{t.upper()}": f"kafka.topics.{t}" for t in ("features", "events", "dead_letter", "scores")
+    }
+    env = {**fields, "VAD_KAFKA__GROUP_ID": "kafka.group_id"}
+    at_least_once = acl_table(job_acls(load_config(env=env), "job"))
+    exactly_once = acl_table(job_acls(load_config(env={**env, "VAD_JOB__DELIVERY": "exactly_once"}), "job"))
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "security.md").read_text()
+    rows = [line for line in docs.splitlines() if re.match(r"\| (TOPIC|GROUP|TRANSACTIONAL_ID|CLUSTER) \|", line)]
+    assert rows == exactly_once
+    assert exactly_once[: len(at_least_once)] == at_least_once and len(exactly_once) == len(at_least_once) + 1
+    assert "TRANSACTIONAL_ID" in exactly_once[-1]
