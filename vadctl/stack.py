@@ -200,7 +200,7 @@ def _wait(svc: Service, deadline: float, ready) -> None:
     while time.monotonic() < deadline:
         if svc.pid() is None:
             tail = svc.log_file.read_text(errors="replace")[-2000:] if svc.log_file.exists() else ""
-            raise StackError(f"{svc.name} exited during start; log {svc.log_file}:\n{tail}")
+            raise StackError(f"{svc.name} {_exit_status(svc)} during start; log {svc.log_file}:\n{tail}")
         try:
             if ready():
                 return
@@ -208,6 +208,19 @@ def _wait(svc: Service, deadline: float, ready) -> None:
             log.debug("%s not ready: %s", svc.name, e)
         time.sleep(0.5)
     raise StackError(f"{svc.name} did not answer on 127.0.0.1:{svc.port} in time; log {svc.log_file}")
+
+
+def _exit_status(svc: Service) -> str:
+    """How the process this one started for ``svc`` ended (it is this process's child)."""
+    try:
+        pid, status = os.waitpid(int(svc.pid_file.read_text().strip()), os.WNOHANG)
+    except (OSError, ValueError):
+        return "exited"
+    if pid == 0:
+        return "is no longer found"
+    if os.WIFSIGNALED(status):
+        return f"was killed by signal {os.WTERMSIG(status)}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
 
 
 def _redis_ready(cfg: Config) -> bool:
