@@ -1,5 +1,5 @@
 # `make demo` and `make test` do all set-up on a fresh machine (see scripts/setup.sh).
-.PHONY: setup demo test test-unit lint format bench reliability clean stack-up stack-down model k8s-validate
+.PHONY: setup demo test test-unit lint format bench reliability clean stack-up stack-down model k8s-validate ui
 
 VENV := .venv/bin
 
@@ -49,6 +49,10 @@ k8s-validate:
 
 stack-up: setup
 	$(VENV)/vad stack up
+
+# The live review page (docs/ui.md) on the local stack, started first if it is not up; Ctrl-C stops the page.
+ui: stack-up
+	$(VENV)/vad ui $(if $(PORT),--port $(PORT))
 
 stack-down:
 	$(VENV)/vad stack down

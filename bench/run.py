@@ -16,7 +16,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     out: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cores": os.cpu_count()}
-    from bench import common, edge, job
+    from bench import common, edge, job, models
 
     # The edge benchmark sends its records to the bench's broker, so `produce` is real Kafka work
     # (acks=all, lz4); job.run() reuses the running stack and stops it at the end.
@@ -27,6 +27,7 @@ def main(argv: list[str]) -> int:
         common.stack_down()
         raise
     out.update(job.run(quick=quick))
+    out.update(models.run(quick=quick))
     out["loadavg_end"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

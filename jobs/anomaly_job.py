@@ -12,7 +12,12 @@ import logging
 import sys
 
 from pyflink.common import Duration, Types, WatermarkStrategy
-from pyflink.common.serialization import ByteArraySchema, DeserializationSchema, SimpleStringSchema
+from pyflink.common.serialization import (
+    ByteArraySchema,
+    DeserializationSchema,
+    SerializationSchema,
+    SimpleStringSchema,
+)
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
@@ -26,6 +31,7 @@ from pyflink.java_gateway import get_gateway
 
 from jobs.jvm_operators import (
     batch_by_shard,
+    camera_key,
     java_side_output,
     key_groups,
     reinterpret_by_shard,
@@ -73,17 +79,23 @@ def kafka_source(cfg: Config, values: DeserializationSchema | None = None) -> Ka
     return b.build()
 
 
-def kafka_sink(cfg: Config, topic: str, name: str) -> KafkaSink:
+def kafka_sink(cfg: Config, topic: str, name: str, key: SerializationSchema | None = None) -> KafkaSink:
+    """A sink of strings to ``topic``. With a ``key`` serializer the producer places each record by
+    its key's hash (a key's records share one partition, in order, whatever the parallelism);
+    without, each sink subtask writes to one partition."""
     k, j = cfg.kafka, cfg.job
     serializer = (
         KafkaRecordSerializationSchema.builder().set_topic(topic).set_value_serialization_schema(SimpleStringSchema())
     )
-    # Each sink subtask writes to one partition: a camera's events come from one subtask (keyed
-    # upstream), so they stay in order in one partition. PyFlink does not wrap setPartitioner.
-    jvm = get_gateway().jvm
-    serializer._j_builder.setPartitioner(
-        jvm.org.apache.flink.streaming.connectors.kafka.partitioner.FlinkFixedPartitioner()
-    )
+    if key is not None:
+        serializer = serializer.set_key_serialization_schema(key)
+    else:
+        # Unkeyed records would otherwise be spread over partitions by the producer (sticky batches),
+        # breaking the order of what one subtask writes. PyFlink does not wrap setPartitioner.
+        jvm = get_gateway().jvm
+        serializer._j_builder.setPartitioner(
+            jvm.org.apache.flink.streaming.connectors.kafka.partitioner.FlinkFixedPartitioner()
+        )
     b = KafkaSink.builder().set_bootstrap_servers(k.bootstrap_servers).set_record_serializer(serializer.build())
     for key, value in flink_properties(k).items():
         b = b.set_property(key, value)
@@ -113,12 +125,21 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     # when the watermark passes), so a batch crosses into Python as one element.
     batches = batch_by_shard(rows, j.shards, j.batch_size, j.batch_max_delay_ms, uid="batch-records")
     # Score -> detect: a batch is decoded and validated, windowed per camera, scored in one ONNX call
-    # and run through each camera's episode detector. A batch's events leave it as one string of
+    # per model among its cameras (each camera's view, or the default) and run through each camera's
+    # episode detector. A batch's events leave it as one string of
     # their JSON, newline-joined, on two paths (udfs/score_detect.py).
     scored = (
         batches.process(
             ScoreAndDetect(
-                model, cfg.detect, j.idle_timeout_ms, j.state_ttl_s, j.emit_scores, j.beam_sampling_thread, cfg.cameras
+                model,
+                cfg.detect,
+                j.idle_timeout_ms,
+                j.state_ttl_s,
+                j.emit_scores,
+                j.beam_sampling_thread,
+                cfg.cameras,
+                registry=str(cfg.resolve(j.model_registry)) if j.model_registry is not None else None,
+                refresh_s=j.model_refresh_s,
             ),
             EVENTS_BY_SHARD,
         )
@@ -126,7 +147,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
         .uid("score-detect")
     )
     # Sinks: malformed records, per-frame scores (optional), and the events: the record, to Kafka
-    # straight from score-detect, split into one message per event in the JVM.
+    # straight from score-detect, split into one message per event in the JVM, keyed by its camera.
     java_side_output(scored, DEAD_LETTER).sink_to(kafka_sink(cfg, cfg.kafka.topics.dead_letter, "dlq")).name(
         "dead-letter-sink"
     ).uid("dead-letter-sink")
@@ -135,7 +156,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
             kafka_sink(cfg, cfg.kafka.topics.scores, "scores")
         ).name("scores-sink").uid("scores-sink")
     split_events(java_side_output(scored, EVENTS)).name("split-events").uid("split-events").sink_to(
-        kafka_sink(cfg, cfg.kafka.topics.events, "events")
+        kafka_sink(cfg, cfg.kafka.topics.events, "events", key=camera_key())
     ).name("events-sink").uid("events-sink")
     # Redis, a view of the events: a branch in a task of its own (not chained, so a slow or absent
     # Redis never holds score-detect's thread), keyed by the same shard without a shuffle, so each

@@ -15,7 +15,7 @@ from __future__ import annotations
 import zlib
 
 from pyflink.common import Types
-from pyflink.common.serialization import DeserializationSchema
+from pyflink.common.serialization import DeserializationSchema, SerializationSchema
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.data_stream import DataStream, KeyedStream
 from pyflink.java_gateway import get_gateway
@@ -99,6 +99,12 @@ def split_events(events: DataStream) -> DataStream:
             "split-events", Types.STRING().get_java_type_info(), jvm.io.github.vad.flink.SplitEvents()
         )
     )
+
+
+def camera_key() -> SerializationSchema:
+    """Kafka key serializer for event lines: the event's camera_id as UTF-8 bytes, read in the JVM
+    (CameraKey), so the events topic is keyed, partitioned and compactable by camera."""
+    return SerializationSchema(get_gateway().jvm.io.github.vad.flink.CameraKey())
 
 
 def java_side_output(stream: DataStream, tag) -> DataStream:

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import pyflink
 from pyflink.common import Configuration
 
 from vad.config import LOCAL_CHECKPOINT_DIR, LOCAL_SAVEPOINT_DIR, REPO_ROOT, Config, state_dir
@@ -45,6 +46,13 @@ def local_run_options(cfg: Config) -> None:
         log_dir = state_dir(cfg) / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
         os.environ["FLINK_LOG_DIR"] = str(log_dir)
+    if "PYFLINK_GATEWAY_PORT" not in os.environ and any(
+        k.startswith("metrics.reporter.") for k in cfg.job.local_flink_settings
+    ):
+        # A mini-cluster finds metrics reporters on its classpath only (it has no plugin manager),
+        # and PyFlink's gateway puts HADOOP_CLASSPATH on the local JVM's classpath.
+        jars = [str(p) for p in sorted((Path(pyflink.__file__).parent / "plugins").glob("metrics-*/*.jar"))]
+        os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(filter(None, [os.environ.get("HADOOP_CLASSPATH"), *jars]))
 
 
 def on_cluster() -> bool:
@@ -116,6 +124,7 @@ def flink_configuration(cfg: Config, cluster: bool | None = None) -> Configurati
             settings[key] = "127.0.0.1"
         if j.local_rest_port:
             settings["rest.port"] = str(j.local_rest_port)
+        settings = {**j.local_flink_settings, **settings}
     if j.restore_from:
         settings["execution.state-recovery.path"] = cfg.resolve_uri(j.restore_from)
     for k, v in settings.items():

@@ -15,7 +15,8 @@ from vad.config import DetectConfig, EdgeConfig
 log = logging.getLogger(__name__)
 
 # 2: calibration.tail (the false-episode tail model); a card without the field is format 1.
-CARD_FORMAT = 2
+# 3: dwell (the normal dwell times per cell, for learned loitering).
+CARD_FORMAT = 3
 
 
 class Calibration(BaseModel):
@@ -28,9 +29,22 @@ class Calibration(BaseModel):
     tail: TailModel | None = Field(None, description="false episodes per hour vs threshold (card format >= 2)")
 
 
+class DwellNorms(BaseModel):
+    """How long things stayed in each cell of the normal video (vad/cell_stays.py's rule): what the
+    job's learned loitering detector (``cameras.<id>.loitering``) compares a stay with."""
+
+    model_config = ConfigDict(extra="forbid")
+    presence_level: float = Field(gt=0, le=1, description="fg at or above which a cell is occupied")
+    hold_s: float = Field(ge=0, description="empty spells shorter than this are part of a stay")
+    seconds: float = Field(ge=0, description="event time of normal video the stays were taken from")
+    longest_s: list[list[float]] = Field(description="per cell [rows][cols]: the longest normal stay, seconds")
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    card_format: int = Field(1, ge=1, le=CARD_FORMAT, description="1: quantiles only; 2: + calibration.tail")
+    card_format: int = Field(
+        1, ge=1, le=CARD_FORMAT, description="1: quantiles only; 2: + calibration.tail; 3: + dwell"
+    )
     name: str
     model_version: str
     feature_schema_version: int
@@ -43,6 +57,7 @@ class ModelCard(BaseModel):
     edge: dict  # the EdgeConfig the features were computed with: the producer must match it
     training_data: dict
     calibration: Calibration
+    dwell: DwellNorms | None = Field(None, description="normal dwell times per cell (card format >= 3)")
     metrics: dict = {}
     notes: str = ""
 

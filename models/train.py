@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from models import tensors
 from models.card import CARD_FORMAT, Calibration, ModelCard, card_path
+from models.dwell_norms import dwell_norms
 from models.scorers import baseline, convae, mil, scalep, scalep_dir
 from models.tail import fit_tail
 from vad.config import DetectConfig, EdgeConfig, EdgeSettings
@@ -127,7 +128,9 @@ def _tail(smoothed: list[np.ndarray], times: list[np.ndarray], detect: DetectCon
     )
 
 
-def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note, tail=None) -> ModelCard:
+def _card(
+    kind, edge, window, source: str, clips, t0, frame, cells, ema_alpha, note, tail=None, dwell=None
+) -> ModelCard:
     rows, cols = edge.grid_rows, edge.grid_cols
     features = {k: getattr(edge, k) for k in EdgeSettings.model_fields}
     return ModelCard(
@@ -145,7 +148,7 @@ def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note, ta
             mode="json", exclude={"realtime", "decoder", "decode_threads"}
         ),
         training_data={
-            "folder": data.name,
+            "folder": source,
             "clips": len(clips),
             "frames": int(sum(len(g) for g in clips.values())),
             "seconds": round(time.monotonic() - t0, 1),
@@ -157,6 +160,7 @@ def _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note, ta
             cell_score_quantiles={q: float(np.quantile(cells, float(q))) for q in QUANTILES},
             tail=tail,
         ),
+        dwell=dwell,
         notes=note,
     )
 
@@ -194,7 +198,7 @@ def train_mil(
         "mil",
         edge,
         1,
-        data,
+        data.name,
         grids,
         t0,
         frame,
@@ -225,10 +229,27 @@ def train(
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}; choose from {sorted(MODELS)}")
     detect = detect or DetectConfig(ema_alpha=ema_alpha)
-    ema_alpha = detect.ema_alpha
     progress = progress or Progress()
     t0 = time.monotonic()
     clips, times = extract_timed({p.stem: p for p in list_clips(data / "train")}, edge, progress)
+    return fit_clips(clips, times, out, edge, kind, detect, progress, data.name, t0)
+
+
+def fit_clips(
+    clips: dict[str, np.ndarray],
+    times: dict[str, np.ndarray],
+    out: Path,
+    edge: EdgeConfig,
+    kind: str,
+    detect: DetectConfig,
+    progress: Progress,
+    source: str,
+    t0: float,
+) -> ModelCard:
+    """Fits ``kind`` on feature grids of normal clips ({name: [n, R, C, F]}, event times in ms) and
+    exports ONNX + card to ``out``; what ``train`` does after decoding, and ``vad train
+    --from-kafka`` after reading a camera's records."""
+    ema_alpha = detect.ema_alpha
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.onnx"
     progress(f"fit {kind}")
@@ -256,7 +277,7 @@ def train(
     tail = _tail(frame_scores, [times[k] for k in held_out], detect)
     frame = np.concatenate(frame_scores)
     cells = np.concatenate(cell_scores)
-    card = _card(kind, edge, window, data, clips, t0, frame, cells, ema_alpha, note, tail)
+    card = _card(kind, edge, window, source, clips, t0, frame, cells, ema_alpha, note, tail, dwell_norms(clips, times))
     card.save(card_path(model_path))
     progress(f"done: {model_path}")
     log.info("trained %s in %.1f s: %s", kind, time.monotonic() - t0, model_path)

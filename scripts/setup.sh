@@ -50,4 +50,18 @@ if ! command -v openssl >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
 fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  # The review page's browser test (tests/integration/test_review_page.py) drives Debian's Chromium.
+  echo "setup: chromium and chromium-driver from Debian"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if ! command -v promtool >/dev/null; then
+  # tests/k8s/test_monitoring.py checks and unit-tests the alert rules and dashboard queries with it.
+  echo "setup: promtool from Debian (package prometheus)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 command -v java >/dev/null || { echo "setup: a Java 17 runtime is required (the broker and Flink run on it)" >&2; exit 1; }

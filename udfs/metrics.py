@@ -23,7 +23,7 @@ class _NoOp:
 
 
 class _NoOpGroup:
-    def add_group(self, _name: str) -> _NoOpGroup:
+    def add_group(self, _name: str, _extra: str | None = None) -> _NoOpGroup:
         return self
 
     def counter(self, _name: str) -> _NoOp:
@@ -31,6 +31,9 @@ class _NoOpGroup:
 
     def distribution(self, _name: str) -> _NoOp:
         return _NoOp()
+
+    def gauge(self, _name: str, _obj) -> None:
+        pass
 
 
 def vad_metrics(runtime_context: RuntimeContext):

@@ -33,6 +33,7 @@ feature layout) is dead-lettered.
 from __future__ import annotations
 
 import time
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,19 +44,20 @@ from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext, TimeDomain
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from models.card import ModelCard, card_path
-from models.onnx_session import OnnxScorer
 from udfs.batches import dead_letter, unpack_batch
 from udfs.beam_sampler import disable_sampling_thread
 from udfs.metrics import Announcement, vad_metrics
+from udfs.model_set import ModelSet
+from udfs.score_drift import ScoreDrift
 from vad.batch_decode import decode_batch
 from vad.config import DetectConfig
 from vad.detect import CameraState as DetectorState
-from vad.detect import EpisodeDetector, starts_afresh
-from vad.records import CameraState, Event, ScoreLine
-from vad.schema import FEATURE_LAYOUT_VERSION, N_CHANNELS, SchemaError
-from vad.windows import fill_window
+from vad.detect import starts_afresh
+from vad.dwell import DwellDetector, DwellState
+from vad.records import CameraState, Event, Kind, ScoreLine
+from vad.schema import SchemaError
 
+EVENT_KINDS = typing.get_args(Kind)
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 SCORES = OutputTag("frame-scores", Types.STRING())
 EVENTS = OutputTag("events", Types.STRING())
@@ -73,19 +75,6 @@ def _ttl(seconds: int) -> StateTtlConfig:
         StateTtlConfig.new_builder(Time.seconds(seconds))
         .set_state_visibility(StateTtlConfig.StateVisibility.ReturnExpiredIfNotCleanedUp)
         .build()
-    )
-
-
-def layout_mismatch(card: ModelCard) -> SchemaError | None:
-    """Why no record this code reads is scorable by the card's model, or None. Every record version
-    the reader accepts carries the channels of ``FEATURE_LAYOUT_VERSION`` (``vad.schema``), so a
-    model trained on another layout can score none of them."""
-    if card.feature_schema_version == FEATURE_LAYOUT_VERSION and card.channels == N_CHANNELS:
-        return None
-    return SchemaError(
-        "layout_mismatch",
-        f"feature layout {FEATURE_LAYOUT_VERSION} with {N_CHANNELS} channels, the model scores layout "
-        f"{card.feature_schema_version} with {card.channels}",
     )
 
 
@@ -114,6 +103,8 @@ class ScoreAndDetect(KeyedProcessFunction):
         emit_scores: bool,
         beam_sampling_thread: bool = True,  # Beam's default; the job passes job.beam_sampling_thread
         cameras: Mapping[str, Any] | None = None,  # the config's cameras: sensitivity and mask per camera
+        registry: str | None = None,  # job.model_registry, for the cameras with a view
+        refresh_s: float = 30.0,  # job.model_refresh_s
     ):
         self.model_path = model_path
         self.detect = detect
@@ -122,18 +113,18 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.emit_scores = emit_scores
         self.beam_sampling_thread = beam_sampling_thread
         self.camera_settings = dict(cameras or {})
+        self.registry, self.refresh_s = registry, refresh_s
 
     def open(self, runtime_context: RuntimeContext):
         if not self.beam_sampling_thread:
             # For the whole worker process, before its first bundle (open runs while the worker
             # builds the operators that bundle will run).
             disable_sampling_thread()
-        card = ModelCard.load(card_path(Path(self.model_path)))
-        self.window, self.grid = card.window, tuple(card.grid)
-        self.layout_error = layout_mismatch(card)
-        thr = card.detection_threshold(self.detect)
-        self.detector = EpisodeDetector(self.detect, thr, card.model_version, self.camera_settings)
-        self.scorer = OnnxScorer(Path(self.model_path))
+        views = {c: v.view for c, v in self.camera_settings.items() if getattr(v, "view", None) is not None}
+        registry = Path(self.registry) if self.registry is not None else None
+        self.models = ModelSet(
+            Path(self.model_path), self.detect, self.camera_settings, registry, views, self.refresh_s
+        )
         # camera id -> CameraState (last frame scored, its last T-1 grids, detector state)
         cams = MapStateDescriptor("camera", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         cams.enable_time_to_live(_ttl(self.ttl_s))
@@ -158,15 +149,31 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.m_opened = g.counter("vad_events_opened")
         self.m_closed = g.counter("vad_events_closed")
         self.m_score = g.distribution("frame_score_x1000")
-        self.announce = Announcement(self.m_dead, self.m_late, self.m_missing, self.m_opened, self.m_closed)
+        self.m_swaps = g.counter("model_swaps")
+        self.m_refused = g.counter("model_versions_refused")
+        # Distributions reach Prometheus only as 0: a sum per batch gives the mean inference time.
+        self.m_infer_sum = g.counter("inference_us_sum")
+        self.drift = ScoreDrift(g)
+        # Per kind under a `kind` key group (a label in Prometheus), so dashboards can split them.
+        self.m_opened_by_kind = {k: g.add_group("kind", k).counter("events_opened") for k in EVENT_KINDS}
+        self.announce = Announcement(
+            self.m_dead, self.m_late, self.m_missing, self.m_opened, self.m_closed, *self.m_opened_by_kind.values()
+        )
+        # Loitering per zone, beside the motion score: only cameras with zones are stepped.
+        self.dwell = DwellDetector(self.detect, self.camera_settings, self.idle_close_ms)
 
     def close(self):
-        self.scorer = None
+        self.models = None
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
         self.announce()
         items = unpack_batch(value)
         self.m_in.inc(len(items))
+        refused = self.models.failures
+        swapped = self.models.refresh()
+        if swapped or self.models.failures != refused:
+            self.m_swaps.inc(len(swapped))
+            self.m_refused.inc(self.models.failures - refused)
         yield from self._score_batch(items, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
@@ -201,6 +208,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         for e in events:
             if e.phase == "open":
                 self.m_opened.inc()
+                self.m_opened_by_kind[e.kind].inc()
             elif e.phase == "close":
                 self.m_closed.inc()
             out.append(e.to_json())
@@ -222,11 +230,15 @@ class ScoreAndDetect(KeyedProcessFunction):
         for cam, stored in list(self.cameras.items()):
             entry = CameraState.load(stored)
             st = entry.det
-            if st is None or st.open is None:
+            if (st is None or st.open is None) and not _dwell_open(entry):
                 continue
             since = self.arrived.get(cam, self.started)
             if now is None or since is None or now - since >= self.idle_close_ms:
-                events += self._emit(self.detector.close(st, cam, reason="idle"))
+                if st is not None:
+                    events += self._emit(self.models.for_camera(cam).detector.close(st, cam, reason="idle"))
+                if entry.dwell is not None:
+                    label = self.models.for_camera(cam).label
+                    events += self._emit(self.dwell.close(entry.dwell, cam, "idle", label))
                 self.cameras.put(cam, entry)
                 self.arrived.pop(cam, None)
             else:
@@ -239,18 +251,18 @@ class ScoreAndDetect(KeyedProcessFunction):
 
     def _score_batch(self, items: list[bytes], ctx):
         decoded, errors = decode_batch(items)
-        if self.layout_error is not None:
-            errors += [(i, self.layout_error) for i, _r in decoded]
-            errors.sort(key=lambda t: t[0])
-            decoded = []
         recs = []
         for i, r in decoded:
-            if r.grid_shape == self.grid:
+            model = self.models.for_camera(r.camera_id)
+            if model.layout_error is not None:
+                errors.append((i, model.layout_error))
+            elif r.grid_shape == model.grid:
                 recs.append(r)
             else:
                 # Valid on the wire but not scorable by this model: a camera whose edge runs with
                 # other settings than the model was trained with.
-                errors.append((i, SchemaError("grid_mismatch", f"grid {r.grid_shape}, the model scores {self.grid}")))
+                errors.append((i, SchemaError("grid_mismatch", f"grid {r.grid_shape}, the model scores {model.grid}")))
+        errors.sort(key=lambda t: t[0])
         for i, e in errors:
             self.m_dead.inc()
             yield DEAD_LETTER, dead_letter(items[i], e)
@@ -271,25 +283,30 @@ class ScoreAndDetect(KeyedProcessFunction):
                 if r.frame_index > e.frame + 1:
                     self.m_missing.inc(r.frame_index - e.frame - 1)
                 gap = starts_afresh(gap, r.frame_index, e.frame)
+            window = self.models.for_camera(cam).window
             grids = [r.features] if gap or e.frame is None else [*e.grids, r.features]
-            e.frame, e.ts, e.grids = r.frame_index, r.ts_ms, grids[-self.window :]
+            e.frame, e.ts, e.grids = r.frame_index, r.ts_ms, grids[-window:]
             histories.append(e.grids)
             keep.append(r)
             gaps.append(gap)
-        for e in entries.values():
-            e.grids = e.grids[-(self.window - 1) :] if self.window > 1 else []
+        for cam, e in entries.items():
+            window = self.models.for_camera(cam).window
+            e.grids = e.grids[-(window - 1) :] if window > 1 else []
         if not keep:  # only late frames: no entry changed
             return
-        windows = np.empty((len(keep), self.window, *self.grid, N_CHANNELS), np.float32)
-        for i, h in enumerate(histories):
-            fill_window(windows[i], h)
-        t0 = time.perf_counter()
-        frame, cells = self.scorer.score(windows)
-        self.m_infer_us.update(int((time.perf_counter() - t0) * 1e6))
+        frame, cells = self._infer(keep, histories)
         self.m_batches.inc()
         self.m_batch_size.update(len(keep))
         self.m_scored.inc(len(keep))
         yield from self._detect(keep, gaps, frame, cells, entries, ctx)
+
+    def _infer(self, recs: list, histories: list) -> tuple[np.ndarray, list[np.ndarray]]:
+        t0 = time.perf_counter()
+        frame, cells = self.models.score([r.camera_id for r in recs], histories)
+        infer_us = int((time.perf_counter() - t0) * 1e6)
+        self.m_infer_us.update(infer_us)
+        self.m_infer_sum.inc(infer_us)
+        return frame, cells
 
     def _detect(self, recs, gaps, frame, cells, entries: dict[str, CameraState], ctx):
         states: dict[str, DetectorState] = {}
@@ -297,6 +314,7 @@ class ScoreAndDetect(KeyedProcessFunction):
         scores = frame.tolist()  # the scores as Python floats, all at once
         for r, gap, score, c in zip(recs, gaps, scores, cells, strict=True):
             cam = r.camera_id
+            detector = self.models.for_camera(cam).detector
             st = states.get(cam)
             if st is None:
                 e = entries[cam]
@@ -306,9 +324,19 @@ class ScoreAndDetect(KeyedProcessFunction):
             if st.open is not None and r.ts_ms - st.last_ts > self.idle_close_ms:
                 # Its own stream was silent longer than the idle timeout: the episode ended then,
                 # whenever this record arrives (in a replay's burst as in the live run).
-                events += self._emit(self.detector.close(st, cam, reason="idle"))
+                events += self._emit(detector.close(st, cam, reason="idle"))
             self.m_score.update(int(score * 1000))
-            events += self._emit(self.detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=gap))
+            self.drift.observe(cam, score, self.models.for_camera(cam).card.calibration, gap)
+            events += self._emit(detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=gap))
+            if self.dwell.watches(cam):
+                e = entries[cam]
+                e.dwell = e.dwell or DwellState()
+                model = self.models.for_camera(cam)
+                events += self._emit(
+                    self.dwell.step(
+                        e.dwell, cam, r.frame_index, r.ts_ms, r.features, gap, model.label, model.card.dwell
+                    )
+                )
         if events:  # one element per batch and output: the Redis writer stores them in one round trip
             yield from self._events_out(events, ctx)
         if self.emit_scores and recs:
@@ -317,10 +345,14 @@ class ScoreAndDetect(KeyedProcessFunction):
             self.cameras.put(cam, e)
         now, any_open = self._now(ctx), False
         for cam, st in states.items():
-            if st.open is not None:
+            if st.open is not None or _dwell_open(entries[cam]):
                 self.arrived[cam], any_open = now, True
             else:
                 self.arrived.pop(cam, None)
         if any_open:
             # The silence check closes the episode of a camera that stops sending (_close_silent).
             self._arm(ctx, now + self.idle_close_ms)
+
+
+def _dwell_open(entry: CameraState) -> bool:
+    return entry.dwell is not None and entry.dwell.any_open()

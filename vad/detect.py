@@ -11,6 +11,10 @@ Rules (all causal: a decision at frame i uses frames <= i only):
   ``merge_gap_s``: a dip shorter than that, and the run after it, stay one event; the event ends at
   the last frame before the dip. Also at a stream gap, or when the camera goes silent (the job's
   timer calls ``close``), at once;
+- the camera's schedule (``cameras.<id>.schedule``, vad/schedule.py) is read at each frame's event
+  time in the camera's time zone: a rule's sensitivity replaces the camera's; a disabling rule
+  closes the open event at the last frame before the window (close reason ``schedule``) and no run
+  starts inside it, while frames are still scored and smoothed;
 - frames are ordered by (event time, frame index): a frame not after the last one seen is a
   duplicate or late and is dropped (counted), unless it carries the GAP flag: every producer stream
   starts with one, so a GAP frame going back is a new stream (an edge restarted within the event
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vad.config import DetectConfig
+from vad.schedule import Schedules
 
 if TYPE_CHECKING:
     from vad.records import Event
@@ -89,16 +94,23 @@ class EpisodeDetector:
     def __init__(
         self, cfg: DetectConfig, threshold: float, model_version: str = "", cameras: Mapping[str, Any] | None = None
     ):
-        """``cameras``: the config's ``cameras`` section (each entry's ``sensitivity`` and ``mask``);
-        a camera not in it has sensitivity 1 and no mask."""
+        """``cameras``: the config's ``cameras`` section (each entry's ``sensitivity``, ``mask``,
+        ``timezone`` and ``schedule``); a camera not in it has sensitivity 1, no mask and no schedule."""
         if not threshold > 0:
             raise ValueError("threshold must be positive")
         self.cfg = cfg
         self.base_threshold = float(threshold)
         self.model_version = model_version
         self.cameras = dict(cameras or {})
+        self.schedules = Schedules(self.cameras)
+        self.in_force = self.schedules.in_force
 
-    def threshold_for(self, camera_id: str) -> float:
+    def threshold_for(self, camera_id: str, ts_ms: int | None = None) -> float:
+        """The camera's threshold: at this event time when given (its schedule's sensitivity), else
+        with its own sensitivity."""
+        f = None if ts_ms is None else self.in_force(camera_id, ts_ms)
+        if f is not None:
+            return self.base_threshold / f.sensitivity
         o = self.cameras.get(camera_id)
         return self.base_threshold / (o.sensitivity if o is not None else 1.0)
 
@@ -136,12 +148,22 @@ class EpisodeDetector:
             st.ema, st.run = None, 0
             if not after:  # a new stream earlier in event time: the old stream's cooldown is not its
                 st.cooldown_until = -1
+        rule = self.in_force(camera_id, ts_ms)
+        if rule is not None and not rule.enabled:
+            # The schedule disables the camera from this frame on: its episode ends at the frame
+            # before (the last one seen, so called before this frame is recorded).
+            out += self.close(st, camera_id, reason="schedule")
         prev_frame = st.last_frame
         st.last_frame, st.last_ts = frame, ts_ms
         s = self.frame_score(camera_id, score, cells)
         a = self.cfg.ema_alpha
         st.ema = s if st.ema is None else a * s + (1 - a) * st.ema
-        thr = self.threshold_for(camera_id)
+        if rule is not None and not rule.enabled:
+            # The average keeps smoothing, but a run, and so an episode, starts only once the
+            # camera is enabled again.
+            st.run = 0
+            return out
+        thr = self.threshold_for(camera_id) if rule is None else self.base_threshold / rule.sensitivity
         if st.ema >= thr:
             if st.run == 0:
                 st.run_start_frame, st.run_start_ts = frame, ts_ms
@@ -189,7 +211,7 @@ class EpisodeDetector:
         end = ev.dip_end_frame if ev.dip_end_frame is not None else st.last_frame
         ts = st.last_ts if ts_ms is None else ts_ms
         st.cooldown_until = ts + _ms(self.cfg.cooldown_s)
-        return [self._event(ev, camera_id, "close", end, ts, self.threshold_for(camera_id), reason)]
+        return [self._event(ev, camera_id, "close", end, ts, self.threshold_for(camera_id, st.last_ts), reason)]
 
     def _event(
         self, ev: OpenEvent, camera_id: str, phase: str, frame: int, ts_ms: int, thr: float, reason: str | None = None

@@ -4,7 +4,7 @@ consumers, beside the input record's schema (``vad.schema``).
 - ``Event``: an anomaly event (Kafka events topic and Redis), ``schema: "vad.event/v1"``;
 - ``DeadLetter``: a record the job could not score (dead-letter topic), ``schema: "vad.dead-letter/v1"``;
 - ``ScoreLine``: one frame's model score (scores topic, optional), version ``vad.score/v1``;
-- ``CameraState``: one camera's keyed state in the scoring operator (pickled by Flink), version 3.
+- ``CameraState``: one camera's keyed state in the scoring operator (pickled by Flink), version 4.
 
 Event, DeadLetter and ScoreLine are pydantic models, so the JSON Schemas published in
 ``docs/schemas/`` are generated from them (``vad schemas``). Their ``to_json`` writes exactly what
@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -29,6 +29,7 @@ from pydantic.json_schema import GenerateJsonSchema, SkipJsonSchema
 
 from vad.detect import CameraState as DetectorState
 from vad.detect import state_from_dict, state_to_dict
+from vad.dwell import DwellState, dwell_from_dict, dwell_to_dict
 
 if TYPE_CHECKING:
     from vad.schema import FrameFeatures
@@ -39,7 +40,8 @@ SCORE_LINE_SCHEMA = "vad.score/v1"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 Phase = Literal["open", "update", "close"]
-CloseReason = Literal["score", "gap", "idle"]
+CloseReason = Literal["score", "gap", "idle", "schedule", "clear"]
+Kind = Literal["motion", "loitering"]
 
 _COMPACT = (",", ":")
 
@@ -51,10 +53,19 @@ def _all_required(schema: dict[str, Any], *optional: str) -> None:
 
 
 def _event_schema_extra(schema: dict[str, Any]) -> None:
-    _all_required(schema, "close_reason")
-    schema["if"] = {"properties": {"phase": {"const": "close"}}}
-    schema["then"] = {"required": ["close_reason"]}
-    schema["else"] = {"not": {"required": ["close_reason"]}}
+    _all_required(schema, "close_reason", "kind", "zone")
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"phase": {"const": "close"}}},
+            "then": {"required": ["close_reason"]},
+            "else": {"not": {"required": ["close_reason"]}},
+        },
+        {
+            "if": {"properties": {"kind": {"const": "loitering"}}, "required": ["kind"]},
+            "then": {"required": ["zone"]},
+            "else": {"not": {"required": ["zone"]}},
+        },
+    ]
 
 
 def _finite_in_json(value: Any, info: ValidationInfo) -> Any:
@@ -109,6 +120,23 @@ class Event(_Versioned):
         description="The camera, as named in its frame-feature records: ASCII segments of letters, digits "
         "and _.:- joined by /, with no empty, . or .. segment.",
     )
+    # Motion events leave kind out: they are written byte for byte as before it existed, so a consumer
+    # of the earlier vad.event/v1 layout reads them unchanged.
+    kind: Kind = Field(
+        "motion",
+        description="What the episode is, for routing: motion (absent: motion, the model's score; every event "
+        "written before this field) or loitering (something stayed in a zone of cameras.<id>.zones for its "
+        "min_dwell_s; peak_score is then the zone's highest foreground cue fg, threshold its presence_level, "
+        "heatmap empty; or, in zone *, a cell stayed in cameras.<id>.loitering.factor times its longest "
+        "normal stay: peak_score is the highest such ratio, threshold the factor, heatmap the ratios per "
+        "cell). Written only when not motion.",
+    )
+    zone: Annotated[str, Field(min_length=1, max_length=64)] | SkipJsonSchema[None] = Field(
+        None,
+        description="On loitering events only (absent otherwise): the zone's name in cameras.<id>.zones, "
+        "or * for learned loitering anywhere in the grid (cameras.<id>.loitering).",
+        json_schema_extra=_no_default,
+    )
     phase: Phase = Field(
         description="open: the episode starts (the smoothed score stayed at or above the threshold for "
         "detect.min_duration_s); update: every detect.update_every_s while it lasts, with the peak so far; "
@@ -140,7 +168,7 @@ class Event(_Versioned):
     threshold: float = Field(
         ge=0,
         description="The threshold the smoothed score was compared with (the model's, or detect.threshold, "
-        "divided by the camera's sensitivity), rounded to 5 decimals.",
+        "divided by the camera's sensitivity, or by its schedule's at this event time), rounded to 5 decimals.",
     )
     heatmap: list[list[float]] = Field(
         description="The model's cell scores at peak_frame, rows x cols of the feature grid, rounded to 3 "
@@ -153,7 +181,10 @@ class Event(_Versioned):
         "threshold * detect.close_ratio; gap, the camera's stream broke (frames lost or a restart); idle, the "
         "camera stopped sending: its next frame came more than job.idle_timeout_ms of event time after its last, "
         "or none reached the job for job.idle_timeout_ms (another camera's time never closes it; also how a "
-        "bounded input's end closes). ts_ms and end_frame are then the camera's last frame's.",
+        "bounded input's end closes). ts_ms and end_frame are then the camera's last frame's; schedule, a "
+        "rule of cameras.<id>.schedule disables the camera from the next frame's event time on: ts_ms and "
+        "end_frame are the last frame's before that window; clear (loitering), the zone stayed empty for its hold_s: "
+        "ts_ms and end_frame are its last occupied frame's.",
         json_schema_extra=_no_default,
     )
 
@@ -163,6 +194,8 @@ class Event(_Versioned):
     def _close_reason_on_close_only(self) -> Self:
         if (self.phase == "close") != (self.close_reason is not None):
             raise ValueError("close_reason is required on close events and absent on others")
+        if (self.kind == "loitering") != (self.zone is not None):
+            raise ValueError("zone is required on loitering events and absent on others")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +203,10 @@ class Event(_Versioned):
         d = self.model_dump()
         if d["close_reason"] is None:
             del d["close_reason"]
+        if d["kind"] == "motion":
+            del d["kind"]
+        if d["zone"] is None:
+            del d["zone"]
         return d
 
     def to_json(self) -> str:
@@ -276,7 +313,7 @@ class CameraState:
     The state cache of PyFlink's MapState hands back the object last put, so a camera's state is
     pickled only when Flink writes it out (a bundle's end), not on every batch."""
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
 
     frame: int | None = None  # the last frame index scored; None before the first
     grids: list[np.ndarray] = field(default_factory=list)  # the last T-1 grids, oldest first (float32)
@@ -284,10 +321,12 @@ class CameraState:
     # The event time of the last frame scored: frames are ordered by (ts, frame), as an edge restart
     # starts its frame indices at 0 again (vad.detect).
     ts: int | None = None
+    dwell: DwellState | None = None  # the dwell detector's state; None for a camera without zones
 
     def __reduce__(self):
         det = None if self.det is None else state_to_dict(self.det)
-        return _restore_camera_state, (self.VERSION, self.frame, self.grids, det, self.ts)
+        dwell = None if self.dwell is None else dwell_to_dict(self.dwell)
+        return _restore_camera_state, (self.VERSION, self.frame, self.grids, det, self.ts, dwell)
 
     @classmethod
     def load(cls, stored: CameraState | dict) -> CameraState:
@@ -300,17 +339,18 @@ class CameraState:
 
 
 def _restore_camera_state(
-    version: int, frame: int | None, grids: list, det: dict | None, ts: int | None = None
+    version: int, frame: int | None, grids: list, det: dict | None, ts: int | None = None, dwell: dict | None = None
 ) -> CameraState:
     # Named in every pickled CameraState: keep the name and keep reading every version written.
     # Versions 1 and 2 hold the same fields (1 as a dict, read by CameraState.load); 3 adds ts, which
-    # for the older ones is the detector's last event time (it saw every frame scored).
-    if version not in (1, 2, 3):
+    # for the older ones is the detector's last event time (it saw every frame scored); 4 adds the
+    # dwell state, which older ones have none of (their stays start afresh).
+    if version not in (1, 2, 3, 4):
         raise ValueError(f"camera state version {version}, this job reads up to {CameraState.VERSION}")
     restored = state_from_dict(det) if det else None
     if version < 3 and frame is not None:
         ts = restored.last_ts if restored is not None else 0
-    return CameraState(frame, list(grids), restored, ts)
+    return CameraState(frame, list(grids), restored, ts, dwell_from_dict(dwell) if dwell else None)
 
 
 class _Generator(GenerateJsonSchema):

@@ -10,6 +10,8 @@ import traceback
 from pathlib import Path
 
 from vad.config import REPO_ROOT, ConfigError, dump_config, load_config
+from vad.follow import add_arguments as add_follow_arguments
+from vadctl.models_cli import add_model_commands
 
 log = logging.getLogger("vad")
 
@@ -146,8 +148,11 @@ def root_cause(trace: str) -> str:
 
 
 def _cmd_events(cfg, args) -> int:
+    from vad import follow
     from vad.consumer import read_events, summarise
 
+    if follow.wanted(args):
+        return follow.run(cfg, args)
     got = read_events(cfg, timeout_s=args.timeout, expect=args.expect)
     if not args.quiet:
         for src in ("kafka", "redis"):
@@ -168,21 +173,6 @@ def _cmd_schemas(cfg, args) -> int:
         return int(bool(stale))
     for path in write_schemas(folder):
         print(path)
-    return 0
-
-
-def _cmd_train(cfg, args) -> int:
-    from models.train import train
-
-    if args.mil:
-        from models.train import train_mil
-
-        if not args.clip_labels:
-            raise ValueError("--mil needs --clip-labels FILE")
-        card = train_mil(Path(args.data), Path(args.out), cfg.edge, Path(args.clip_labels), detect=cfg.detect)
-    else:
-        card = train(Path(args.data), Path(args.out), cfg.edge, kind=args.model, detect=cfg.detect)
-    print(json.dumps({"model": str(Path(args.out) / "model.onnx"), "version": card.model_version}))
     return 0
 
 
@@ -219,10 +209,22 @@ def _cmd_evaluate(cfg, args) -> int:
     return 0
 
 
-def _cmd_demo(cfg, args) -> int:
-    from vadctl.demo import run_demo
+def _cmd_ui(cfg, args) -> int:
+    from vad.ui.server import serve
 
-    return run_demo(cfg, args.config)
+    if args.port is not None and not 1 <= args.port <= 65535:
+        print("vad ui: --port must be 1-65535", file=sys.stderr)
+        return 2
+    return serve(cfg, host=args.host, port=args.port)
+
+
+def _cmd_demo(cfg, args) -> int:
+    from vadctl.demo import review_page_hint, run_demo
+
+    rc = run_demo(cfg, args.config)
+    if rc == 0:
+        print(review_page_hint(cfg), flush=True)
+    return rc
 
 
 CONFIG_TARGETS = {"yaml": REPO_ROOT / "config" / "default.yaml", "markdown": REPO_ROOT / "docs" / "configuration.md"}
@@ -299,33 +301,27 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_produce)
     s = sub.add_parser("run", help="run the Flink job (local mini-cluster unless submitted)")
     s.set_defaults(fn=_cmd_run)
-    s = sub.add_parser("events", help="read anomaly events back from Kafka and Redis")
+    s = sub.add_parser("events", help="read anomaly events back from Kafka and Redis, or follow Kafka's (--follow)")
     s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for events")
     s.add_argument("--expect", type=int, default=None, help="stop early once this many Kafka events arrived")
     s.add_argument("--quiet", action="store_true", help="summary only")
+    add_follow_arguments(s)
     s.set_defaults(fn=_cmd_events)
     s = sub.add_parser("schemas", help="write the JSON Schemas of the job's output records (vad/records.py)")
     s.add_argument("--dir", default=str(REPO_ROOT / "docs" / "schemas"), help="folder (default docs/schemas)")
     s.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files there differ")
     s.set_defaults(fn=_cmd_schemas)
-    s = sub.add_parser("train", help="train a model on DIR/train and export ONNX + card to OUT")
-    s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument(
-        "--model",
-        default="scalep",
-        choices=["scalep", "scalep_dir", "baseline", "convae"],
-        help="scorer to fit (default scalep; scalep_dir adds a per-cell direction term)",
-    )
-    s.add_argument("--mil", action="store_true", help="weakly supervised: multiple instance learning on clip labels")
-    s.add_argument("--clip-labels", default=None, help='with --mil: {"clips": {"train/a.mp4": 0, "test/b.mp4": 1}}')
-    s.set_defaults(fn=_cmd_train)
+    add_model_commands(sub)
     s = sub.add_parser("evaluate", help="frame- and event-level accuracy on DIR/test with DIR/labels.json")
     s.add_argument("--data", required=True)
     s.add_argument("--model", default=None, help="ONNX model (default: job.model_path); its card.json beside it")
     s.add_argument("--out", default=None, help="folder for report.json, ROC and timeline PNGs")
     s.add_argument("--streaming", action="store_true", help="score through Kafka and the Flink job (stack must be up)")
     s.set_defaults(fn=_cmd_evaluate)
+    s = sub.add_parser("ui", help="serve the live review page (cameras, events, heatmaps, acknowledgements)")
+    s.add_argument("--port", type=int, default=None, help="port (default ui.port)")
+    s.add_argument("--host", default=None, help="address to bind (default ui.host, loopback)")
+    s.set_defaults(fn=_cmd_ui)
     s = sub.add_parser("demo", help="end to end on the embedded stack (what `make demo` runs)")
     s.set_defaults(fn=_cmd_demo)
     s = sub.add_parser("config", help="the effective configuration, or the defaults written out")

@@ -34,6 +34,18 @@ def demo_sources() -> list[Path]:
     return [write_scene(out / f"synthetic-{i}.mp4", seed=i, anomaly_from=40 + 30 * i) for i in range(2)]
 
 
+def review_page_hint(cfg: Config) -> str:
+    """How to look at the demo's events on the review page: its Redis keeps them (append-only file in
+    the demo's state folder) after the demo stops the stack."""
+    from vad.ui.server import url
+
+    state = (REPO_ROOT / ".cache" / "demo" / "stack").relative_to(REPO_ROOT)
+    return (
+        f"review page: run `VAD_STACK__STATE_DIR={state} make ui`, then open {url(cfg.ui.host, cfg.ui.port)} "
+        f"(Ctrl-C stops the page; `VAD_STACK__STATE_DIR={state} make stack-down` the stack)"
+    )
+
+
 def run_demo(cfg: Config, config_path: str | None) -> int:
     env = dict(os.environ)
     state = REPO_ROOT / ".cache" / "demo" / "stack"

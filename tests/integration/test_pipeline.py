@@ -8,12 +8,15 @@ import json
 import numpy as np
 import pytest
 from kafka import KafkaProducer
+from kafka.partitioner.default import murmur2
 
 from models.card import ModelCard, card_path
 from models.train import score_clips
 from vad.config import load_config
 from vad.consumer import read_kafka_dead_letters, read_kafka_events, read_kafka_scores, read_redis_events
 from vad.edge.clips import clip_features
+from vad.kafka_clients import make_consumer
+from vad.records import Event
 from vad.schema import wire_values
 
 CLIP = "Test004"  # a bicycle and more from frame 31 on (labels.json)
@@ -77,6 +80,29 @@ def test_anomalous_clip_yields_an_event_over_the_labelled_interval(job_run, ped2
     opens = sorted(e.event_id for e in kafka_events if e.phase == "open")
     closes = sorted(e.event_id for e in kafka_events if e.phase == "close")
     assert opens == closes
+
+
+def test_events_are_keyed_by_camera_each_in_its_keys_partition_in_order(job_run):
+    """Every event record's key is its camera id, and its partition the key's hash (Kafka's default
+    partitioner, what a topic co-partitioned by camera uses): a camera's events share one partition
+    whatever the job's parallelism, in the order they happened."""
+    cfg, _ = job_run
+    consumer = make_consumer(cfg.kafka, cfg.kafka.topics.events, consumer_timeout_ms=5000)
+    try:
+        records = list(consumer)  # to the end: the job has finished, the topic is complete
+    finally:
+        consumer.close()
+    assert records
+    by_camera: dict[str, list] = {}
+    for r in records:
+        e = Event.parse(r.value)
+        assert r.key == e.camera_id.encode(), (r.key, e.camera_id)
+        by_camera.setdefault(e.camera_id, []).append((r.partition, r.offset, e))
+    assert CAMERA in by_camera
+    for cam, rows in by_camera.items():
+        assert {p for p, _, _ in rows} == {(murmur2(cam.encode()) & 0x7FFFFFFF) % cfg.kafka.topics.partitions}, cam
+        in_log = [(e.ts_ms, e.seq) for _, _, e in sorted(rows, key=lambda row: row[1])]
+        assert in_log == sorted(in_log), cam
 
 
 def test_malformed_record_goes_to_dead_letter_with_reason(job_run):

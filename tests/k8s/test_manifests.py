@@ -170,7 +170,8 @@ def test_rendered_job_config_loads_with_the_project_model(rendered, tmp_path):
     from vad.config import load_config
 
     for target, docs in rendered.items():
-        text = one(docs, "ConfigMap")["data"]["job.yaml"]
+        (job_config,) = [d for d in docs if d["kind"] == "ConfigMap" and "job.yaml" in d.get("data", {})]
+        text = job_config["data"]["job.yaml"]
         path = tmp_path / f"{target}.yaml"
         path.write_text(text)
         fd = one(docs, "FlinkDeployment")
@@ -247,3 +248,18 @@ def test_job_pods_run_hardened_and_fenced(rendered):
         assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}, target
         ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
         assert ingress_ports == {8081, 9249}, (target, ingress_ports)
+
+
+def test_every_target_provisions_the_grafana_dashboards(rendered):
+    """One ConfigMap the Grafana sidecar picks up by its label, holding the dashboards as they are
+    in k8s/base/grafana, under a name that stays put (no hash suffix to leave old copies behind)."""
+    files = {p.name: p.read_text() for p in (REPO / "k8s" / "base" / "grafana").glob("*.json")}
+    assert set(files) == {"job.json", "edge.json"}
+    for target, docs in rendered.items():
+        (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "vad-grafana-dashboards"]
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1", target
+        assert cm["data"] == files, target
+        assert {json.loads(v)["uid"] for v in cm["data"].values()} == {"vad-job", "vad-edge"}, target
+        # Camera ids reach Prometheus unchanged, so the job's labels match the edge's and the events'.
+        conf = one(docs, "FlinkDeployment")["spec"]["flinkConfiguration"]
+        assert conf["metrics.reporter.prom.filterLabelValueCharacters"] == "false", target

@@ -12,7 +12,9 @@ from pydantic import (
     create_model,
 )
 
+from vad.config.schedule import SENSITIVITY_GT, SENSITIVITY_LE, ScheduleRule, check_timezone
 from vad.config.sections import _Strict
+from vad.config.zones import LearnedLoiteringConfig, ZoneConfig, ZoneName
 from vad.schema import SchemaError, validate_camera_id
 
 Cell = tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)]]
@@ -123,7 +125,54 @@ class _CameraBase(_Strict):
         "edge and their scores left out of the frame score in detection; checked against the camera's grid",
     )
     sensitivity: float = Field(
-        1.0, gt=0, le=100, description="detection threshold divisor: above 1 the camera alerts more readily"
+        1.0,
+        gt=SENSITIVITY_GT,
+        le=SENSITIVITY_LE,
+        description="detection threshold divisor: above 1 the camera alerts more readily",
+    )
+    # A model learns one view's normal activity: cameras that see the same view can share it.
+    view: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the camera's view in `job.model_registry`: it is scored with that view's newest model "
+        "version, picked up without a restart; null: `job.model_path`",
+    )
+    timezone: Annotated[str, AfterValidator(check_timezone)] = Field(
+        "UTC",
+        min_length=1,
+        max_length=64,
+        description="IANA time zone (Europe/Berlin) the schedule's days and times are in; daylight saving included",
+    )
+    # Applied to the frames' event time, not the clock of the machine scoring them, so a replay of the
+    # same records gives the same events.
+    schedule: list[ScheduleRule] = Field(
+        default_factory=list,
+        max_length=64,
+        description="rules that disable the camera or change its sensitivity by weekday and local time, in "
+        "event time; the first matching rule wins, outside all of them `sensitivity` applies",
+    )
+    zones: dict[ZoneName, ZoneConfig] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="named regions of cells the job watches for loitering: something staying in one for its "
+        "min_dwell_s opens an event of kind loitering (vad/dwell.py); empty: motion events only",
+    )
+    loitering: LearnedLoiteringConfig | None = Field(
+        None,
+        description="loitering anywhere in the grid against the model card's normal dwell times per cell "
+        "(needs a card with `dwell`, from `vad train`); null: only the zones",
+    )
+    # The job sees features only, never frames: a background is an image the operator chose to provide.
+    snapshot_path: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="image file (PNG or JPEG) the review page draws the camera's heatmaps over; null: none",
+    )
+    snapshot_allowed: bool = Field(
+        False, description="let the review page show snapshot_path (privacy: off unless the site allows it)"
     )
 
 

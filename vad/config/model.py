@@ -22,6 +22,7 @@ from vad.config.sections import (
     StackConfig,
     _Strict,
 )
+from vad.config.ui import UiConfig
 
 # Keys of the sections before per-camera settings had one place, and where they went.
 _MOVED = {
@@ -44,13 +45,27 @@ class Config(_Strict):
     edge: EdgeConfig = Field(EdgeConfig(), description="the edge producer and the settings every camera starts from")
     job: JobConfig = Field(JobConfig(), description="the Flink job")
     detect: DetectConfig = Field(DetectConfig(), description="episode detection")
+    ui: UiConfig = Field(UiConfig(), description="the live review page of `vad ui`")
     cameras: dict[CameraId, CameraConfig] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         max_length=1024,
         description="per camera, keyed by its id (ASCII segments of letters, digits and _.:- joined by /): "
-        "source, mask, sensitivity and any edge setting above compression to override; `vad produce --all` "
-        "streams each",
-        examples=[{"gate-3": {"source": "rtsp://camera-host/stream", "flow_scale": 0.25, "sensitivity": 1.5}}],
+        "source, mask, sensitivity, time zone and schedule, and any edge setting above compression to override; "
+        "`vad produce --all` streams each",
+        examples=[
+            {
+                "gate-3": {
+                    "source": "rtsp://camera-host/stream",
+                    "flow_scale": 0.25,
+                    "sensitivity": 1.5,
+                    "timezone": "Europe/Berlin",
+                    "schedule": [
+                        {"start": "22:00", "end": "06:00", "enabled": False},
+                        {"days": ["sat", "sun"], "start": "10:00", "end": "18:00", "sensitivity": 0.7},
+                    ],
+                }
+            }
+        ],
     )
 
     @model_validator(mode="before")
@@ -80,9 +95,16 @@ class Config(_Strict):
                 errors.append(
                     f"cameras.{cid}.mask: cells {bad[:5]} outside the camera's {s.grid_rows}x{s.grid_cols} grid"
                 )
+            errors += _zone_errors(cid, cam, s.grid_rows, s.grid_cols)
+            if cam.view is not None and self.job.model_registry is None:
+                errors.append(f"cameras.{cid}.view: {cam.view!r} needs job.model_registry, which is null")
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+    def views(self) -> dict[str, str]:
+        """Camera id -> its view in the model registry, for the cameras that have one."""
+        return {cid: cam.view for cid, cam in self.cameras.items() if cam.view is not None}
 
     def camera(self, camera_id: str) -> Any | None:
         """The camera's entry in ``cameras``, or None."""
@@ -104,6 +126,20 @@ class Config(_Strict):
     def resolve(self, path: Path) -> Path:
         """Relative paths in the config are relative to the repository root, not the cwd."""
         return path if path.is_absolute() else REPO_ROOT / path
+
+
+def _zone_errors(cid: str, cam: Any, rows: int, cols: int) -> list[str]:
+    # The edge zeroes masked cells, so a zone of masked cells only could never be occupied.
+    errors = []
+    masked = set(cam.mask)
+    for name, zone in cam.zones.items():
+        where = f"cameras.{cid}.zones.{name}.cells"
+        bad = [c for c in zone.cells if c[0] >= rows or c[1] >= cols]
+        if bad:
+            errors.append(f"{where}: cells {bad[:5]} outside the camera's {rows}x{cols} grid")
+        elif all(c in masked for c in zone.cells):
+            errors.append(f"{where}: every cell is in cameras.{cid}.mask, whose features are zeroed")
+    return errors
 
 
 def state_dir(cfg: Config) -> Path:

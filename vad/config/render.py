@@ -286,7 +286,32 @@ def defaults_markdown() -> str:
     out.extend(["### `cameras`", "", _md(intro), "", _summary(cam_model), "", *_md_table(own), ""])
     for example in f.examples or []:
         out.extend(["```yaml", yaml.safe_dump({"cameras": example}, sort_keys=False).rstrip(), "```", ""])
+    for k in CAMERA_OWN_FIELDS:
+        found = _item_model(cam_model.model_fields[k])
+        if found is not None:
+            suffix, item = found
+            fields = [_md_item_row(n, sf) for n, sf in item.model_fields.items()]
+            out.extend([f"### `cameras.<id>.{k}{suffix}`", "", _summary(item), "", *_md_table(fields), ""])
     return "\n".join(out).rstrip() + "\n"
+
+
+def _item_model(f: FieldInfo) -> tuple[str, type[BaseModel]] | None:
+    """A camera field made of models gets a table of the model's fields: a list of them (the schedule's
+    rules, ``[]``), a mapping of names to them (zones, ``.<name>``) or one that may be null."""
+    origin, args = typing.get_origin(f.annotation), typing.get_args(f.annotation)
+    if origin is list and args:
+        suffix, t = "[]", args[0]
+    elif origin is dict and len(args) == 2:
+        suffix, t = ".<name>", args[1]
+    else:
+        suffix, t = "", next((a for a in args if a is not type(None)), f.annotation)
+    return (suffix, t) if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _md_item_row(name: str, f: FieldInfo) -> tuple[str, str, str, str]:
+    if f.is_required():
+        return (f"`{name}`", "required", allowed(f, "`"), f.description or "")
+    return _md_row(name, f, f.get_default(call_default_factory=True))
 
 
 def replace_generated(page: str, generated: str) -> str:

@@ -3,6 +3,7 @@ stack, a Flink session cluster, the job and episode detection."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,10 +12,18 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    field_validator,
     model_validator,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What jobs/runtime.flink_configuration sets from the job's own fields: job.local_flink_settings
+# may not set it a second way.
+JOB_OWNED_FLINK_KEYS = frozenset(
+    {"parallelism.default", "rest.port", "rest.address", "rest.bind-address", "jobmanager.bind-host"}
+    | {"taskmanager.bind-host", "taskmanager.host", "state.backend.type"}
+)
+JOB_OWNED_FLINK_PREFIXES = ("python.", "pipeline.", "execution.", "restart-strategy.", "state.checkpoints.")
 
 
 class _Strict(BaseModel):
@@ -191,6 +200,17 @@ class JobConfig(_Strict):
         Path("models/default/model.onnx"),
         description="ONNX model; its card.json beside it gives window, grid and calibration",
     )
+    # Folders <view>/<version>/ with model.onnx and card.json (models/registry.py); a version is
+    # published by renaming its folder into place, so a half-copied one is never read.
+    model_registry: Path | None = Field(
+        None, description="folder of per-view models for the cameras with a `view`; null: no registry"
+    )
+    model_refresh_s: float = Field(
+        30.0,
+        ge=1,
+        le=86_400,
+        description="how often the job looks for a newer version of each view's model in the registry",
+    )
     # One shard per subtask: a subtask's records then make one stream of batches, which fill fastest.
     # More shards than subtasks let an autoscaler raise the parallelism without a new shard count
     # (which would move state).
@@ -281,6 +301,13 @@ class JobConfig(_Strict):
     local_rest_port: int = Field(
         0, ge=0, le=65535, description="REST/web UI port of a local run, on loopback; 0: any free one (Flink logs it)"
     )
+    # A mini-cluster takes its cluster settings (metrics reporters above all) from the job's own
+    # configuration; on a cluster they are the cluster's (flinkConfiguration in k8s/).
+    local_flink_settings: dict[str, str] = Field(
+        {},
+        description="extra Flink settings of a local run's mini-cluster, such as a metrics reporter "
+        "(metrics.reporter.<name>.*); keys the job sets from its own fields are refused",
+    )
     # Beam joins that thread at every bundle's end while the JVM waits, and PyFlink drops its timings
     # unread (udfs/beam_sampler.py).
     beam_sampling_thread: bool = Field(False, description="Beam's per-bundle sampler thread in the Python worker")
@@ -301,6 +328,16 @@ class JobConfig(_Strict):
         description="checkpoints in a row that may fail (storage full or unwritable, timed out) before the job "
         "fails and restarts; meanwhile it keeps serving, and a crash replays from the last good checkpoint",
     )
+
+    @field_validator("local_flink_settings")
+    @classmethod
+    def _not_the_jobs_own(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", key):
+                raise ValueError(f"{key!r} is not a Flink setting's name")
+            if key in JOB_OWNED_FLINK_KEYS or key.startswith(JOB_OWNED_FLINK_PREFIXES):
+                raise ValueError(f"{key!r} is set by the job from its own fields (job.*, see docs/configuration.md)")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> JobConfig:
@@ -327,8 +364,8 @@ class JobConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    """Episode detection from the scores (vad/detect.py); per camera: ``cameras.<id>.sensitivity``
-    and ``cameras.<id>.mask``."""
+    """Episode detection from the scores (vad/detect.py); per camera: ``cameras.<id>.sensitivity``,
+    ``cameras.<id>.mask`` and ``cameras.<id>.schedule``."""
 
     threshold: float | None = Field(
         None,

@@ -64,3 +64,35 @@ def test_a_calibration_quantile_the_card_lacks_names_its_field(tmp_path):
         check_model(cfg)
     # A fixed threshold needs no calibration from the card.
     check_model(load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "model.onnx"), "VAD_DETECT__THRESHOLD": "2"}))
+
+
+def test_a_view_without_a_good_version_in_the_registry_names_the_camera(tmp_path):
+    from models.registry import publish
+
+    reg = tmp_path / "reg"
+    env = {"VAD_JOB__MODEL_REGISTRY": str(reg), "VAD_CAMERAS": '{"door": {"view": "lobby"}}'}
+    cfg = load_config(env=env)
+    with pytest.raises(ConfigError, match=r"^cameras\.door\.view: no version of view 'lobby'"):
+        check_model(cfg)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(DEFAULT / "model.onnx", bad / "model.onnx")
+    card = json.loads((DEFAULT / "card.json").read_text())
+    (bad / "card.json").write_text(json.dumps({**card, "channels": 99}))
+    publish(bad, reg, "lobby", "1")
+    with pytest.raises(ConfigError, match=r"^job\.model_registry: lobby/1: .*channels is 99"):
+        check_model(cfg)
+    publish(DEFAULT, reg, "lobby", "2")
+    check_model(cfg)
+
+
+def test_learned_loitering_needs_a_card_with_normal_dwell_times(tmp_path):
+    shutil.copy(DEFAULT / "model.onnx", tmp_path / "model.onnx")
+    card = json.loads((DEFAULT / "card.json").read_text())
+    assert card["dwell"]["longest_s"]  # the shipped card has them
+    (tmp_path / "card.json").write_text(json.dumps({**card, "card_format": 2, "dwell": None}))
+    cams = '{"gate": {"loitering": {"factor": 2}}, "lobby": {}}'
+    cfg = load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "model.onnx"), "VAD_CAMERAS": cams})
+    with pytest.raises(ConfigError, match=r"^cameras\.gate\.loitering: the model card of .* no normal dwell times"):
+        check_model(cfg)
+    check_model(load_config(env={"VAD_CAMERAS": cams}))

@@ -1,4 +1,6 @@
+import json
 import os
+import re
 
 import pytest
 
@@ -79,6 +81,22 @@ def test_a_local_run_serves_rest_on_loopback_and_a_cluster_keeps_its_own_setting
     )
     with pytest.raises(Exception, match="local_rest_port"):
         load_config(env={"VAD_JOB__LOCAL_REST_PORT": "70000"})
+
+
+def test_a_local_run_takes_extra_flink_settings_but_not_ones_the_job_sets_itself():
+    from jobs.runtime import flink_configuration
+
+    reporter = {"metrics.reporter.pgw.factory.class": "org.example.Factory", "metrics.reporter.pgw.interval": "1 s"}
+    env = {"VAD_JOB__LOCAL_FLINK_SETTINGS": json.dumps(reporter)}
+    conf = flink_configuration(load_config(env=env), cluster=False).to_dict()
+    assert {k: conf[k] for k in reporter} == reporter and conf["python.execution-mode"] == "process"
+    # A cluster's settings are its own.
+    assert not set(reporter) & set(flink_configuration(load_config(env=env), cluster=True).to_dict())
+    for key in ("python.execution-mode", "parallelism.default", "execution.checkpointing.interval", "rest.port"):
+        with pytest.raises(Exception, match=rf"job\.local_flink_settings.*{re.escape(key)}.*set by the job"):
+            load_config(env={"VAD_JOB__LOCAL_FLINK_SETTINGS": json.dumps({key: "1"})})
+    with pytest.raises(Exception, match="not a Flink setting"):
+        load_config(env={"VAD_JOB__LOCAL_FLINK_SETTINGS": json.dumps({"a b": "1"})})
 
 
 def test_the_job_restarts_for_as_long_as_a_failure_lasts_unless_capped():

@@ -19,6 +19,7 @@ def _format1(tmp_path):
     """The default card as the format before the tail model wrote it."""
     raw = json.loads(DEFAULT_CARD.read_text())
     raw.pop("card_format")
+    raw.pop("dwell")
     raw["calibration"].pop("tail")
     p = tmp_path / "card.json"
     p.write_text(json.dumps(raw))
@@ -27,7 +28,8 @@ def _format1(tmp_path):
 
 def test_the_shipped_card_is_the_current_format_with_a_tail_model():
     card = ModelCard.load(DEFAULT_CARD)
-    assert card.card_format == CARD_FORMAT == 2 and card.calibration.tail is not None
+    assert card.card_format == CARD_FORMAT == 3 and card.calibration.tail is not None
+    assert card.dwell is not None and [len(card.dwell.longest_s), len(card.dwell.longest_s[0])] == list(card.grid)
     tail = card.calibration.tail
     d = DetectConfig()
     # Fitted with the detector settings the job runs by default.

@@ -34,3 +34,6 @@ def test_train_reports_progress_on_stderr_and_writes_a_tail_model(ped2, tmp_path
     # Three clips at 10 fps (120, 150, 150 frames): the hours of held-out video the rate is per.
     assert abs(tail.hours - 42.0 / 3600) < 0.5 / 3600
     assert "leave-one-clip-out" in saved.notes
+    # The normal dwell times per cell, over the clips' event time (the learned loitering detector's).
+    assert saved.dwell is not None and len(saved.dwell.longest_s) == saved.grid[0]
+    assert abs(saved.dwell.seconds - 42.0) < 0.5

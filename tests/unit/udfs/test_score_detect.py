@@ -163,7 +163,7 @@ def test_score_lines_are_json_with_the_exact_float_score():
     op = operator()
     scores, _, _ = run(op, [rec("site-1/cam.2:x", 0, 0.3), rec("b", 0, 0.7)])
     assert {s["camera_id"] for s in scores} == {"site-1/cam.2:x", "b"}
-    frame, _ = op.scorer.score(np.full((1, 1, 12, 18, N_CHANNELS), 0.7, np.float32))
+    frame, _ = op.models.default.scorer.score(np.full((1, 1, 12, 18, N_CHANNELS), 0.7, np.float32))
     assert [s["score"] for s in scores if s["camera_id"] == "b"] == [float(frame[0])]
 
 

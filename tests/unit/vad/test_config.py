@@ -37,6 +37,8 @@ def test_env_overrides_nest_and_parse_types(tmp_path):
         ("job:\n  parallelism: 4\n  score_shards: 2\n", "job: Value error, score_shards (2) is below parallelism (4)"),
         # An open event's state must outlive its idle close.
         ("job:\n  idle_timeout_ms: 40000\n  state_ttl_s: 60\n", "job: Value error, state_ttl_s (60) is below"),
+        ("cameras:\n  door:\n    view: lobby\n", "cameras.door.view: 'lobby' needs job.model_registry"),
+        ("cameras:\n  door:\n    view: ../x\n", "cameras.door.view"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, yaml_text, path):
@@ -211,7 +213,7 @@ def test_provenance_names_the_file_the_environment_or_the_default(tmp_path):
 
 
 def test_config_show_lists_every_field_with_value_source_and_description(tmp_path):
-    from vad.config import load_config_with_sources
+    from vad.config import CAMERA_OWN_FIELDS, load_config_with_sources
     from vad.config.render import rows, show_table, show_yaml
 
     p = tmp_path / "c.yaml"
@@ -225,7 +227,9 @@ def test_config_show_lists_every_field_with_value_source_and_description(tmp_pat
     assert by_path["redis.password"].value == "**********"
     # A camera: its own fields and the overrides it sets, credentials in its URL masked.
     cams = [k for k in by_path if k.startswith("cameras.")]
-    assert cams == ["cameras.c1.source", "cameras.c1.mask", "cameras.c1.sensitivity", "cameras.c1.flow_scale"]
+    own = [f"cameras.c1.{f}" for f in CAMERA_OWN_FIELDS]
+    assert own[:3] == ["cameras.c1.source", "cameras.c1.mask", "cameras.c1.sensitivity"]
+    assert cams == [*own, "cameras.c1.flow_scale"]
     assert by_path["cameras.c1.source"].value == "rtsp://***@cam/x"
     # Every leaf of the model is a row.
     assert {"edge.grid_rows", "kafka.topics.events", "detect.update_every_s", "job.checkpoint_dir"} <= set(by_path)

@@ -232,8 +232,8 @@ def test_camera_state_an_older_job_stored_still_restores():
 def test_camera_state_of_an_unknown_version_is_refused():
     from vad.records import _restore_camera_state
 
-    with pytest.raises(ValueError, match="version 4"):
-        _restore_camera_state(4, None, [], None)
+    with pytest.raises(ValueError, match="version 5"):
+        _restore_camera_state(5, None, [], None)
 
 
 def test_committed_schemas_are_what_the_classes_generate():
@@ -246,7 +246,7 @@ def test_every_field_of_the_published_schemas_is_described():
     for name, text in json_schemas().items():
         schema = json.loads(text)
         assert schema["description"] and schema["additionalProperties"] is False
-        assert set(schema["required"]) >= set(schema["properties"]) - {"close_reason"}, name
+        assert set(schema["required"]) >= set(schema["properties"]) - {"close_reason", "kind", "zone"}, name
         for field, prop in schema["properties"].items():
             assert len(prop.get("description", "")) > 10, f"{name}: {field} has no description"
 

@@ -1,0 +1,1 @@
+"""The live review page (`vad ui`): cameras, recent events with their heatmaps, acknowledgements."""
