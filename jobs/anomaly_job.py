@@ -97,8 +97,8 @@ def kafka_sink(cfg: Config, topic: str, name: str, key: SerializationSchema | No
             jvm.org.apache.flink.streaming.connectors.kafka.partitioner.FlinkFixedPartitioner()
         )
     b = KafkaSink.builder().set_bootstrap_servers(k.bootstrap_servers).set_record_serializer(serializer.build())
-    for key, value in flink_properties(k).items():
-        b = b.set_property(key, value)
+    for prop, value in flink_properties(k).items():
+        b = b.set_property(prop, value)
     if j.delivery == "exactly_once":
         b = (
             b.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)

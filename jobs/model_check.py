@@ -9,31 +9,33 @@ from models.registry import latest
 from vad.config import Config, ConfigError
 
 
-def check_model(cfg: Config) -> None:
-    """Refuses, naming the field, a model the job's workers could not score with (they would fail
-    and restart for as long as the job is deployed)."""
+def _checked(cfg: Config, path, model_field: str, label: str):
+    """The model's card, checked (models/check.py) and with a threshold for cfg.detect; refused naming
+    ``model_field`` (the model itself) or detect.calibration_quantile."""
     try:
-        card = checked_model(cfg.resolve(cfg.job.model_path))
+        card = checked_model(path)
     except ModelError as e:
-        raise ConfigError(f"job.model_path: {e}") from None
+        raise ConfigError(f"{model_field}{e}") from None
     try:
         card.detection_threshold(cfg.detect)
     except KeyError as e:
-        raise ConfigError(f"detect.calibration_quantile: {e.args[0]}") from None
-    cards = {None: (card, str(cfg.job.model_path))}
-    for view in sorted(set(cfg.views().values())):
-        registry = cfg.resolve(cfg.job.model_registry)
+        raise ConfigError(f"detect.calibration_quantile: {label}{e.args[0]}") from None
+    return card
+
+
+def check_model(cfg: Config) -> None:
+    """Refuses, naming the field, a model the job's workers could not score with (they would fail
+    and restart for as long as the job is deployed)."""
+    cards = {None: (_checked(cfg, cfg.resolve(cfg.job.model_path), "job.model_path: ", ""), str(cfg.job.model_path))}
+    views = cfg.views()
+    registry = cfg.resolve(cfg.job.model_registry) if views else None
+    for view in sorted(set(views.values())):
         found = latest(registry, view)
         if found is None:
-            cams = sorted(c for c, v in cfg.views().items() if v == view)
+            cams = sorted(c for c, v in views.items() if v == view)
             raise ConfigError(f"cameras.{cams[0]}.view: no version of view {view!r} in job.model_registry {registry}")
-        try:
-            cards[view] = (checked_model(found.model_path), found.label)
-            cards[view][0].detection_threshold(cfg.detect)
-        except ModelError as e:
-            raise ConfigError(f"job.model_registry: {found.label}: {e}") from None
-        except KeyError as e:
-            raise ConfigError(f"detect.calibration_quantile: {found.label}: {e.args[0]}") from None
+        where = f"{found.label}: "
+        cards[view] = (_checked(cfg, found.model_path, f"job.model_registry: {where}", where), found.label)
     for cam, c in sorted(cfg.cameras.items()):
         used, label = cards[c.view]
         if c.loitering is not None and used.dwell is None:

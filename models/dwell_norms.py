@@ -7,11 +7,11 @@ import numpy as np
 
 from models.card import DwellNorms
 from vad.cell_stays import longest_stays_ms
+from vad.config.zones import ZoneConfig
 
-# The zones' defaults (vad/config/zones.py): someone standing about still fidgets a little, so a low
-# level, with the hold bridging the frames where they keep still.
-PRESENCE_LEVEL = 0.02
-HOLD_S = 3.0
+# A stay means what it means for a zone with the default settings (vad/config/zones.py).
+PRESENCE_LEVEL = ZoneConfig.model_fields["presence_level"].default
+HOLD_S = ZoneConfig.model_fields["hold_s"].default
 
 
 def dwell_norms(clips: dict[str, np.ndarray], times: dict[str, np.ndarray]) -> DwellNorms:

@@ -67,15 +67,14 @@ def read_camera(
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not parts:
             raise ValueError(f"kafka.topics.features: topic {topic!r} has no partitions (does it exist?)")
-        consumer.assign(parts)
         starts = consumer.offsets_for_times({tp: since_ms for tp in parts})
         ends = consumer.end_offsets(parts)
-        todo = {}
-        for tp in parts:
-            at = starts.get(tp)
-            if at is not None and at.offset < ends[tp]:
-                consumer.seek(tp, at.offset)
-                todo[tp] = ends[tp]
+        # Only the partitions with records from since_ms on, each from there: an assigned partition
+        # without a seek would be read from its beginning.
+        todo = {tp: ends[tp] for tp in parts if starts.get(tp) is not None and starts[tp].offset < ends[tp]}
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, starts[tp].offset)
         deadline = time.monotonic() + timeout_s
         while todo and time.monotonic() < deadline:
             for tp, recs in consumer.poll(timeout_ms=1000, max_records=5000).items():
@@ -99,6 +98,7 @@ def read_camera(
                     frames.append(r)
             for tp in list(todo):
                 if consumer.position(tp) >= todo[tp]:
+                    consumer.pause(tp)
                     del todo[tp]
         if todo:
             raise TimeoutError(f"reading {topic} took over {timeout_s:.0f} s; narrow --since/--until")

@@ -5,7 +5,7 @@
 
 A model learns one view's normal activity, so each camera names its view (``cameras.<id>.view``) and
 is scored with that view's newest version. Versions are ordered by their folder names, with runs of
-digits compared as numbers (``2`` < ``10``; ``20261205T1200`` < ``20261206T0900``). A version is
+digits compared as numbers (``2`` < ``10``; ``v9`` < ``v10``). A version is
 published by writing it under a hidden name and renaming it into place (``publish``), so a reader
 never sees a half-written one: folders whose name starts with a dot, or that lack either file, are
 not versions."""

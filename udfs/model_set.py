@@ -55,14 +55,11 @@ class Model:
     scorer: OnnxScorer
     detector: EpisodeDetector
     layout_error: SchemaError | None
+    grid: tuple[int, int]  # the card's, as records report theirs
 
     @property
     def window(self) -> int:
         return self.card.window
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return tuple(self.card.grid)
 
 
 class ModelSet:
@@ -80,9 +77,7 @@ class ModelSet:
         self.default = self._load(Path(default_path), None)
         self.by_view: dict[str, Model] = {}
         self.loaded: dict[str, Version] = {}
-        self.swaps = self.failures = 0
         self.refused: set[tuple[str, str]] = set()  # tried once: a published version never changes
-        self._next_refresh = 0.0
         for view in sorted(set(self.views.values())):
             found = latest(registry, view) if registry is not None else None
             if found is None:
@@ -95,9 +90,15 @@ class ModelSet:
         # no longer fits the records dead-letters them (layout_error) rather than failing every
         # worker. A registry version is checked here, and refused if it fails.
         card = ModelCard.load(card_path(path)) if version is None else check_model(path)
+        if version is not None and card.dwell is None:
+            # As jobs/model_check.py refuses it at start: learned loitering needs the card's dwell times.
+            loitering = sorted(c for c, v in self.views.items() if v == version.view and _loitering(self.cameras, c))
+            if loitering:
+                needs = f"cameras.{loitering[0]}.loitering"
+                raise ModelError(f"{version.label}: its card has no normal dwell times, which {needs} needs")
         label = card.model_version if version is None else version.label
         detector = EpisodeDetector(self.detect, card.detection_threshold(self.detect), label, self.cameras)
-        return Model(label, card, OnnxScorer(path), detector, layout_mismatch(card))
+        return Model(label, card, OnnxScorer(path), detector, layout_mismatch(card), tuple(card.grid))
 
     def for_camera(self, camera_id: str) -> Model:
         view = self.views.get(camera_id)
@@ -107,6 +108,13 @@ class ModelSet:
         """Frame scores [B] and cell scores (one [R, C] array each) of the windows of a batch (each
         record's camera and its last grids, oldest first): one ONNX call per model among the
         cameras, one in all when they share a model."""
+        if not self.by_view:  # every camera on the default model: one call, in order
+            m = self.default
+            windows = np.empty((len(cameras), m.window, *m.grid, N_CHANNELS), np.float32)
+            for k, h in enumerate(histories):
+                fill_window(windows[k], h)
+            f, c = m.scorer.score(windows)
+            return f, list(c)
         groups: dict[int, tuple[Model, list[int]]] = {}
         for i, cam in enumerate(cameras):
             m = self.for_camera(cam)
@@ -144,12 +152,14 @@ class ModelSet:
             try:
                 model = self._load(found.model_path, found)
             except (ModelError, KeyError, OSError) as e:
-                self.failures += 1
                 self.refused.add((view, found.version))
                 log.error("view %s: version %s refused, %s stays in use: %s", view, found.version, current.label, e)
                 continue
             self.by_view[view], self.loaded[view] = model, found
-            self.swaps += 1
             swapped.append(found.label)
             log.info("view %s: now scoring with %s (was %s)", view, found.label, current.label)
         return swapped
+
+
+def _loitering(cameras: Mapping[str, Any], camera_id: str) -> bool:
+    return getattr(cameras.get(camera_id), "loitering", None) is not None

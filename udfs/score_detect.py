@@ -50,7 +50,7 @@ from udfs.metrics import Announcement, vad_metrics
 from udfs.model_set import ModelSet
 from udfs.score_drift import ScoreDrift
 from vad.batch_decode import decode_batch
-from vad.config import DetectConfig
+from vad.config import DetectConfig, views_of
 from vad.detect import CameraState as DetectorState
 from vad.detect import starts_afresh
 from vad.dwell import DwellDetector, DwellState
@@ -120,11 +120,9 @@ class ScoreAndDetect(KeyedProcessFunction):
             # For the whole worker process, before its first bundle (open runs while the worker
             # builds the operators that bundle will run).
             disable_sampling_thread()
-        views = {c: v.view for c, v in self.camera_settings.items() if getattr(v, "view", None) is not None}
         registry = Path(self.registry) if self.registry is not None else None
-        self.models = ModelSet(
-            Path(self.model_path), self.detect, self.camera_settings, registry, views, self.refresh_s
-        )
+        cams, views = self.camera_settings, views_of(self.camera_settings)
+        self.models = ModelSet(Path(self.model_path), self.detect, cams, registry, views, self.refresh_s)
         # camera id -> CameraState (last frame scored, its last T-1 grids, detector state)
         cams = MapStateDescriptor("camera", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         cams.enable_time_to_live(_ttl(self.ttl_s))
@@ -169,11 +167,9 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.announce()
         items = unpack_batch(value)
         self.m_in.inc(len(items))
-        refused = self.models.failures
-        swapped = self.models.refresh()
-        if swapped or self.models.failures != refused:
-            self.m_swaps.inc(len(swapped))
-            self.m_refused.inc(self.models.failures - refused)
+        refused = len(self.models.refused)
+        self.m_swaps.inc(len(self.models.refresh()))
+        self.m_refused.inc(len(self.models.refused) - refused)
         yield from self._score_batch(items, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
@@ -314,7 +310,8 @@ class ScoreAndDetect(KeyedProcessFunction):
         scores = frame.tolist()  # the scores as Python floats, all at once
         for r, gap, score, c in zip(recs, gaps, scores, cells, strict=True):
             cam = r.camera_id
-            detector = self.models.for_camera(cam).detector
+            model = self.models.for_camera(cam)
+            detector = model.detector
             st = states.get(cam)
             if st is None:
                 e = entries[cam]
@@ -326,12 +323,11 @@ class ScoreAndDetect(KeyedProcessFunction):
                 # whenever this record arrives (in a replay's burst as in the live run).
                 events += self._emit(detector.close(st, cam, reason="idle"))
             self.m_score.update(int(score * 1000))
-            self.drift.observe(cam, score, self.models.for_camera(cam).card.calibration, gap)
+            self.drift.observe(cam, score, model.card.calibration, gap)
             events += self._emit(detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=gap))
             if self.dwell.watches(cam):
                 e = entries[cam]
                 e.dwell = e.dwell or DwellState()
-                model = self.models.for_camera(cam)
                 events += self._emit(
                     self.dwell.step(
                         e.dwell, cam, r.frame_index, r.ts_ms, r.features, gap, model.label, model.card.dwell

@@ -163,7 +163,7 @@ class EpisodeDetector:
             # camera is enabled again.
             st.run = 0
             return out
-        thr = self.threshold_for(camera_id) if rule is None else self.base_threshold / rule.sensitivity
+        thr = self.threshold_for(camera_id, ts_ms)
         if st.ema >= thr:
             if st.run == 0:
                 st.run_start_frame, st.run_start_ts = frame, ts_ms

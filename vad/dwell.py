@@ -36,11 +36,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from vad.cell_stays import CellStays
+from vad.cell_stays import FG, CellStays
 from vad.config import DetectConfig
-from vad.detect import starts_afresh
+from vad.detect import _heatmap_json, _ms, starts_afresh
 from vad.schedule import Schedules
-from vad.schema import CHANNELS
 
 if TYPE_CHECKING:
     from vad.records import Event
@@ -54,7 +53,6 @@ class DwellNorms(Protocol):
     longest_s: list[list[float]]
 
 
-FG = CHANNELS.index("fg")
 LEARNED_ZONE = "*"  # the learned detector's zone: configured zone names start with a letter or digit
 _DWELL_NAMESPACE = uuid.UUID("3b0e6c1d-9f42-4a57-8d2e-5c7a1f0b9e64")
 
@@ -75,7 +73,7 @@ class Stay:
     event_id: str | None = None  # set once the stay opened an event
     seq: int = 0
     last_update_ts: int = 0
-    heatmap: list | None = None  # learned stays: the per-cell ratios at the peak
+    heatmap: np.ndarray | None = None  # learned stays: the per-cell ratios at the peak
 
 
 @dataclass
@@ -144,6 +142,9 @@ class DwellDetector:
             ]
         self.zones = {c: z for c, z in self.zones.items() if z}
         self.learned = {c: o.loitering for c, o in cameras.items() if getattr(o, "loitering", None) is not None}
+        none = np.empty(0, np.intp)
+        self.learned_zones = {c: _Zone(LEARNED_ZONE, none, none, o.factor, 0, 0) for c, o in self.learned.items()}
+        self._needs: dict[str, tuple[DwellNorms, np.ndarray]] = {}
         self.schedules = Schedules({c: cameras[c] for c in {*self.zones, *self.learned}})
 
     def _disabled(self, camera_id: str, ts_ms: int) -> bool:
@@ -206,21 +207,35 @@ class DwellDetector:
                         self._event(stay, camera_id, z, "close", stay.last_frame, stay.last_ts, model_version, "clear")
                     )
         learned = self.learned.get(camera_id)
-        if learned is not None and norms is not None:
+        if learned is not None:
             out += self._step_learned(st, camera_id, frame, ts_ms, features, learned, norms, model_version)
         return out
 
+    def _learned_need(self, camera_id: str, cfg, norms: DwellNorms) -> np.ndarray:
+        """Per cell, how long a stay must last (ms) for the camera with these norms; kept until the
+        camera's model (and so its card's norms) changes."""
+        cached = self._needs.get(camera_id)
+        if cached is None or cached[0] is not norms:
+            longest_ms = np.asarray(norms.longest_s, np.float64) * 1000
+            cached = self._needs[camera_id] = (norms, np.maximum(cfg.min_dwell_s * 1000, cfg.factor * longest_ms))
+        return cached[1]
+
     def _step_learned(self, st, camera_id, frame, ts_ms, features, cfg, norms, model_version) -> list[Event]:
-        longest_ms = np.asarray(norms.longest_s, np.float64) * 1000
-        if longest_ms.shape != features.shape[:2]:
-            return []  # a grid other than the model's: its records are dead-lettered anyway
-        if st.cells is None or st.cells.start_ts.shape != longest_ms.shape:
-            st.cells = CellStays.empty(*longest_ms.shape)
+        need_ms = None if norms is None else self._learned_need(camera_id, cfg, norms)
+        if need_ms is None or need_ms.shape != features.shape[:2]:
+            # No normal dwell times for this grid (a model without them swapped in, or another
+            # grid, whose records are dead-lettered anyway): a stay in progress cannot go on.
+            st.cells, stay, st.learned = None, st.learned, None
+            if stay is None:
+                return []
+            z = self.learned_zones[camera_id]
+            return [self._event(stay, camera_id, z, "close", stay.last_frame, stay.last_ts, model_version, "clear")]
+        if st.cells is None or st.cells.start_ts.shape != need_ms.shape:
+            st.cells = CellStays.empty(*need_ms.shape)
         st.cells.step(features, frame, ts_ms, norms.presence_level, _ms(norms.hold_s))
-        need_ms = np.maximum(cfg.min_dwell_s * 1000, cfg.factor * longest_ms)
         ratio = st.cells.durations_ms() * cfg.factor / need_ms
         over = ratio >= cfg.factor
-        stay, z = st.learned, _Zone(LEARNED_ZONE, np.empty(0, np.intp), np.empty(0, np.intp), cfg.factor, 0, 0)
+        stay, z = st.learned, self.learned_zones[camera_id]
         if not over.any():
             if stay is None:
                 return []
@@ -232,12 +247,12 @@ class DwellDetector:
             start_ts, start_frame = int(st.cells.start_ts[first]), int(st.cells.start_frame[first])
             stay = st.learned = Stay(start_frame, start_ts, frame, ts_ms, peak, frame, last_update_ts=ts_ms)
             stay.event_id = dwell_event_id(camera_id, LEARNED_ZONE, start_ts, start_frame)
-            stay.heatmap = ratio.round(3).tolist()
+            stay.heatmap = ratio
             return [self._event(stay, camera_id, z, "open", frame, ts_ms, model_version)]
         if (over & (st.cells.last_ts == ts_ms)).any():  # within a hold, a stay is over but not occupied
             stay.last_frame, stay.last_ts = frame, ts_ms
         if peak > stay.peak:
-            stay.peak, stay.peak_frame, stay.heatmap = peak, frame, ratio.round(3).tolist()
+            stay.peak, stay.peak_frame, stay.heatmap = peak, frame, ratio  # a new array each frame: no copy
         if ts_ms - stay.last_update_ts >= self.update_ms:
             stay.last_update_ts = ts_ms
             return [self._event(stay, camera_id, z, "update", frame, ts_ms, model_version)]
@@ -259,7 +274,7 @@ class DwellDetector:
         if st.cells is not None:
             st.cells.clear()
         if learned is not None and camera_id in self.learned:
-            z = _Zone(LEARNED_ZONE, np.empty(0, np.intp), np.empty(0, np.intp), self.learned[camera_id].factor, 0, 0)
+            z = self.learned_zones[camera_id]
             out.append(
                 self._event(learned, camera_id, z, "close", learned.last_frame, learned.last_ts, model_version, reason)
             )
@@ -287,11 +302,7 @@ class DwellDetector:
             peak_score=round(stay.peak, 5),
             peak_frame=stay.peak_frame,
             threshold=round(z.level, 5),
-            heatmap=stay.heatmap or [],
+            heatmap=_heatmap_json(stay.heatmap),
             model_version=model_version,
             close_reason=reason,
         )
-
-
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)

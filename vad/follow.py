@@ -17,24 +17,22 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TextIO, get_args
 
 from vad.config import Config
-from vad.records import Event
+from vad.records import Event, Kind
 
 DEFAULT_GROUP = "vad-events-follow"
-# What an event without a `kind` field is (every motion event: vad.records.Event).
-DEFAULT_KIND = "motion"
+KINDS = get_args(Kind)
 PHASES = ("open", "update", "close")
-_KIND_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _RELATIVE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _FOLLOW_ONLY = ("camera", "kind", "phase", "since", "format", "group", "max_events", "idle_exit")
 
 
 def kind_of(event: Event) -> str:
-    """The event's kind: motion or loitering; events without a ``kind`` field are motion anomalies."""
-    return event.kind or DEFAULT_KIND
+    """The event's kind: motion or loitering (an event written without a ``kind`` field reads as motion)."""
+    return event.kind
 
 
 def parse_since(text: str, now_ms: int) -> int:
@@ -48,7 +46,8 @@ def parse_since(text: str, now_ms: int) -> int:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
-            f"--since {text!r}: not an age (like 30s, 10m, 2h, 1d) nor an ISO 8601 time (like 2024-05-01T12:00:00Z)"
+            f"--since {text!r}: not an age (like 30s, 10m, 2h, 1d) "
+            "nor an ISO 8601 time (YYYY-MM-DDTHH:MM:SS, UTC unless an offset follows)"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -90,8 +89,8 @@ class Filters:
             except SchemaError as e:
                 raise ValueError(f"--camera {cam!r}: {e}") from None
         for kind in kinds or ():
-            if not _KIND_RE.fullmatch(kind):
-                raise ValueError(f"--kind {kind!r}: lower-case letters, digits, _ and - (like {DEFAULT_KIND})")
+            if kind not in KINDS:
+                raise ValueError(f"--kind {kind!r}: one of {', '.join(KINDS)}")
         for phase in phases or ():
             if phase not in PHASES:
                 raise ValueError(f"--phase {phase!r}: one of {', '.join(PHASES)}")
@@ -233,7 +232,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "a run killed mid-batch prints those events again)",
     )
     p.add_argument("--camera", action="append", metavar="ID", help="with --follow: only this camera (repeatable)")
-    p.add_argument("--kind", action="append", help="with --follow: only this kind, motion or loitering (repeatable)")
+    p.add_argument("--kind", action="append", choices=KINDS, help="with --follow: only this kind (repeatable)")
     p.add_argument("--phase", action="append", choices=PHASES, help="with --follow: only this phase (repeatable)")
     p.add_argument(
         "--since", metavar="WHEN", help="with --follow: skip events older than an age (10m, 2h) or ISO time (UTC)"

@@ -87,5 +87,5 @@ def add_model_commands(sub) -> None:
     s = sub.add_parser("publish", help="publish a trained model (DIR with model.onnx + card.json) as a view's version")
     s.add_argument("--model", required=True, help="the folder `vad train --out` wrote")
     s.add_argument("--view", required=True, help="the view: the cameras with `cameras.<id>.view` of that name use it")
-    s.add_argument("--version", default=None, help="version name (default: UTC time, 20261205T120000)")
+    s.add_argument("--version", default=None, help="version name (default: the UTC time as YYYYMMDDTHHMMSS)")
     s.set_defaults(fn=_cmd_publish)

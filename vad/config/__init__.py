@@ -24,7 +24,7 @@ from vad.config.load import (
     load_config_with_sources,
     source_of,
 )
-from vad.config.model import Config, state_dir
+from vad.config.model import Config, state_dir, views_of
 from vad.config.sections import (
     LOCAL_CHECKPOINT_DIR,
     LOCAL_SAVEPOINT_DIR,
@@ -62,4 +62,5 @@ __all__ = [
     "load_config_with_sources",
     "source_of",
     "state_dir",
+    "views_of",
 ]

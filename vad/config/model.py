@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ class Config(_Strict):
 
     def views(self) -> dict[str, str]:
         """Camera id -> its view in the model registry, for the cameras that have one."""
-        return {cid: cam.view for cid, cam in self.cameras.items() if cam.view is not None}
+        return views_of(self.cameras)
 
     def camera(self, camera_id: str) -> Any | None:
         """The camera's entry in ``cameras``, or None."""
@@ -140,6 +141,11 @@ def _zone_errors(cid: str, cam: Any, rows: int, cols: int) -> list[str]:
         elif all(c in masked for c in zone.cells):
             errors.append(f"{where}: every cell is in cameras.{cid}.mask, whose features are zeroed")
     return errors
+
+
+def views_of(cameras: Mapping[str, Any]) -> dict[str, str]:
+    """Camera id -> its view in the model registry, for the ``cameras`` entries that name one."""
+    return {cid: cam.view for cid, cam in cameras.items() if getattr(cam, "view", None) is not None}
 
 
 def state_dir(cfg: Config) -> Path:

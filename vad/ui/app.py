@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from vad.config import Config
+from vad.follow import KINDS
 from vad.ui.feed import BadRequest, Feed, Follow, check_camera, check_event_id, decode_cursor
 
 STATIC = Path(__file__).parent / "static"
@@ -40,8 +41,8 @@ def _limit(text: str | None, default: int, most: int) -> int:
 
 
 def _kind(text: str | None) -> str | None:
-    if text and (len(text) > 32 or not text.replace("_", "").replace("-", "").isalnum()):
-        raise BadRequest("kind: letters, digits, _ and - only")
+    if text and text not in KINDS:
+        raise BadRequest(f"kind: one of {', '.join(KINDS)}")
     return text or None
 
 

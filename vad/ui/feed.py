@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 import redis
 
 from vad.config import RedisConfig
+from vad.records import Event
 from vad.redis_store import RedisEventStore
 from vad.schema import camera_id_ok
 
 EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
 STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
-KIND_DEFAULT = "motion"  # events written before events had a kind were all motion events
+# Events written before events had a kind were all motion events.
+KIND_DEFAULT = Event.model_fields["kind"].default
 # The fields of an event the page shows; the heatmap only for the event selected.
 _ROW_FIELDS = ("event_id", "camera_id", "phase", "seq", "start_ts_ms", "ts_ms", "peak_score", "model_version")
 
@@ -181,9 +183,12 @@ class Feed:
         block_ms for one. Cameras new in Redis join the cursor from the start of their stream."""
         # A new camera's first event is a new episode, so the recent index grows: a scan of the
         # keyspace (costly with many keys) happens then, and every scan_s in case that was missed.
+        # The index shrinking (old entries trimmed) brings no camera.
         count = self.r.zcard(self.store.recent_key)
-        if count != f.recent_count or time.monotonic() - f.scanned_at >= scan_s or not f.cursor:
-            f.recent_count, f.scanned_at = count, time.monotonic()
+        grew = f.recent_count is None or count > f.recent_count
+        f.recent_count = count
+        if grew or time.monotonic() - f.scanned_at >= scan_s or not f.cursor:
+            f.scanned_at = time.monotonic()
             for cam in self.store.cameras():
                 f.cursor.setdefault(cam, "0-0")
         if not f.cursor:

@@ -250,3 +250,11 @@ def test_learned_state_survives_a_restore():
     assert back.learned is not None and (back.cells.start_ts == st.cells.start_ts).all()
     later, _ = _run_learned(det, [_grid()] * 15, norms, back, start=15)
     assert _phases(later) == [("*", "close", "clear", 0, 14)]
+
+
+def test_a_learned_stay_closes_when_the_cameras_model_has_no_dwell_times_any_more():
+    det = _learned(min_dwell_s=1.0)
+    events, st = _run_learned(det, [_grid((4, 4))] * 15, _norms())
+    assert [e.phase for e in events] == ["open"]
+    later, st = _run_learned(det, [_grid((4, 4))] * 3, None, st, start=15)
+    assert _phases(later) == [("*", "close", "clear", 0, 14)] and not st.any_open() and st.cells is None
