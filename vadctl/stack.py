@@ -69,6 +69,11 @@ class StackError(RuntimeError):
     pass
 
 
+# The servers this process started, kept so that how one ended can still be read: a dropped Popen
+# reaps its child when collected, after which the exit status is gone.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
@@ -120,6 +125,7 @@ def _spawn(svc: Service, argv: list[str]) -> int:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    _CHILDREN[proc.pid] = proc
     svc.pid_file.write_text(str(proc.pid))
     return proc.pid
 
@@ -211,16 +217,18 @@ def _wait(svc: Service, deadline: float, ready) -> None:
 
 
 def _exit_status(svc: Service) -> str:
-    """How the process this one started for ``svc`` ended (it is this process's child)."""
+    """How the process this one started for ``svc`` ended."""
     try:
-        pid, status = os.waitpid(int(svc.pid_file.read_text().strip()), os.WNOHANG)
+        proc = _CHILDREN.get(int(svc.pid_file.read_text().strip()))
     except (OSError, ValueError):
+        proc = None
+    if proc is None:
         return "exited"
-    if pid == 0:
+    code = proc.poll()
+    if code is None:
         return "is no longer found"
-    if os.WIFSIGNALED(status):
-        return f"was killed by signal {os.WTERMSIG(status)}"
-    return f"exited with code {os.waitstatus_to_exitcode(status)}"
+    _CHILDREN.pop(proc.pid, None)
+    return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
 
 def _redis_ready(cfg: Config) -> bool:
@@ -288,6 +296,12 @@ def stop_process(proc, timeout_s: float, whole_group: bool = False) -> str:
         else:
             os.kill(pid, signal.SIGKILL)
         result = "killed"
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:  # ours: collect it, else it stays a zombie while this process lives
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _CHILDREN[pid] = child
     proc.pid_file.unlink(missing_ok=True)
     return result
 
