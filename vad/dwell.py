@@ -53,6 +53,7 @@ class DwellNorms(Protocol):
     longest_s: list[list[float]]
 
 
+_NO_CELLS = np.empty(0, np.intp)
 LEARNED_ZONE = "*"  # the learned detector's zone: configured zone names start with a letter or digit
 _DWELL_NAMESPACE = uuid.UUID("3b0e6c1d-9f42-4a57-8d2e-5c7a1f0b9e64")
 
@@ -74,6 +75,8 @@ class Stay:
     seq: int = 0
     last_update_ts: int = 0
     heatmap: np.ndarray | None = None  # learned stays: the per-cell ratios at the peak
+    # The zone's level when the stay opened: its close still says it if the zone leaves the config.
+    threshold: float = 0.0
 
 
 @dataclass
@@ -154,6 +157,24 @@ class DwellDetector:
     def watches(self, camera_id: str) -> bool:
         return camera_id in self.zones or camera_id in self.learned
 
+    def _unconfigured(self, st: DwellState, camera_id: str, model_version: str) -> list[Event]:
+        """Closes (reason ``config``) the open stays of zones, or of the learned detector, that the
+        configuration no longer has (a restart from a savepoint with edited zones): nothing else
+        would ever close them."""
+        names = {z.name for z in self.zones.get(camera_id, [])}
+        gone = [(name, st.stays.pop(name)) for name in sorted(set(st.stays) - names)]
+        if camera_id not in self.learned and (st.learned is not None or st.cells is not None):
+            gone.append((LEARNED_ZONE, st.learned))
+            st.learned, st.cells = None, None
+        out = []
+        for name, stay in gone:
+            if stay is not None and stay.event_id is not None:
+                z = _Zone(name, _NO_CELLS, _NO_CELLS, stay.threshold, 0, 0)
+                out.append(
+                    self._event(stay, camera_id, z, "close", stay.last_frame, stay.last_ts, model_version, "config")
+                )
+        return out
+
     def step(
         self,
         st: DwellState,
@@ -165,14 +186,16 @@ class DwellDetector:
         model_version: str = "",
         norms: DwellNorms | None = None,
     ) -> list[Event]:
-        """``norms``: the camera's model card's normal dwell times (learned loitering)."""
+        """``norms``: the camera's model card's normal dwell times (learned loitering). A camera
+        that is no longer watched (``watches``) but has state from before is stepped once more, to
+        close what it left open."""
         zones = self.zones.get(camera_id, [])
+        out = self._unconfigured(st, camera_id, model_version)
         if not zones and camera_id not in self.learned:
-            return []
+            return out
         seen = st.last_frame >= 0
         if seen and not gap and (ts_ms, frame) <= (st.last_ts, st.last_frame):
-            return []  # late or a duplicate
-        out: list[Event] = []
+            return out  # late or a duplicate
         if seen and self.idle_close_ms is not None and ts_ms - st.last_ts > self.idle_close_ms:
             out += self.close(st, camera_id, "idle", model_version)
         if starts_afresh(gap, frame, st.last_frame if seen else None):
@@ -195,7 +218,7 @@ class DwellDetector:
                 if stay.event_id is None:
                     if ts_ms - stay.start_ts >= z.min_dwell_ms:
                         stay.event_id = dwell_event_id(camera_id, z.name, stay.start_ts, stay.start_frame)
-                        stay.last_update_ts = ts_ms
+                        stay.last_update_ts, stay.threshold = ts_ms, z.level
                         out.append(self._event(stay, camera_id, z, "open", frame, ts_ms, model_version))
                 elif ts_ms - stay.last_update_ts >= self.update_ms:
                     stay.last_update_ts = ts_ms
@@ -247,7 +270,7 @@ class DwellDetector:
             start_ts, start_frame = int(st.cells.start_ts[first]), int(st.cells.start_frame[first])
             stay = st.learned = Stay(start_frame, start_ts, frame, ts_ms, peak, frame, last_update_ts=ts_ms)
             stay.event_id = dwell_event_id(camera_id, LEARNED_ZONE, start_ts, start_frame)
-            stay.heatmap = ratio
+            stay.heatmap, stay.threshold = ratio, z.level
             return [self._event(stay, camera_id, z, "open", frame, ts_ms, model_version)]
         if (over & (st.cells.last_ts == ts_ms)).any():  # within a hold, a stay is over but not occupied
             stay.last_frame, stay.last_ts = frame, ts_ms
@@ -260,8 +283,8 @@ class DwellDetector:
 
     def close(self, st: DwellState, camera_id: str, reason: str, model_version: str = "") -> list[Event]:
         """Ends every stay of the camera; the open ones close at their last occupied frame."""
+        out = self._unconfigured(st, camera_id, model_version)
         zones = {z.name: z for z in self.zones.get(camera_id, [])}
-        out = []
         for name, stay in sorted(st.stays.items()):
             if stay.event_id is not None and name in zones:
                 out.append(

@@ -40,7 +40,7 @@ SCORE_LINE_SCHEMA = "vad.score/v1"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 Phase = Literal["open", "update", "close"]
-CloseReason = Literal["score", "gap", "idle", "schedule", "clear"]
+CloseReason = Literal["score", "gap", "idle", "schedule", "clear", "config"]
 Kind = Literal["motion", "loitering"]
 
 _COMPACT = (",", ":")
@@ -184,7 +184,9 @@ class Event(_Versioned):
         "bounded input's end closes). ts_ms and end_frame are then the camera's last frame's; schedule, a "
         "rule of cameras.<id>.schedule disables the camera from the next frame's event time on: ts_ms and "
         "end_frame are the last frame's before that window; clear (loitering), the zone stayed empty for its hold_s: "
-        "ts_ms and end_frame are its last occupied frame's.",
+        "ts_ms and end_frame are its last occupied frame's; config (loitering), the zone or the camera's "
+        "learned loitering is no longer configured (the job restarted from a savepoint with other zones): the "
+        "close comes with the camera's next record, or when it goes idle, and ends at the last occupied frame.",
         json_schema_extra=_no_default,
     )
 

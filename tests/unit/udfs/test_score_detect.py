@@ -209,3 +209,27 @@ def test_opening_without_the_beam_sampler_thread_takes_it_out_of_the_worker():
         assert statesampler.StateSampler.start is _start
     finally:
         restore_sampling_thread()
+
+
+def test_a_loitering_stay_whose_zone_left_the_config_is_closed_after_a_restore():
+    from vad.config import load_config
+    from vad.dwell import FG
+
+    def fg_rec(i):
+        f = np.zeros((12, 18, N_CHANNELS), np.float32)
+        f[2, 3, FG] = 0.2
+        return FrameFeatures("a", i, 1_800_000_000_000 + 100 * i, 360, 240, f).encode()
+
+    cams = load_config(env={"VAD_CAMERAS": "{a: {zones: {door: {cells: [[2, 3]], min_dwell_s: 1}}}}"}).cameras
+    before = operator(cameras=cams)
+    _, events, _ = run(before, [fg_rec(i) for i in range(20)], flush=False)
+    assert [(e["zone"], e["phase"]) for e in events] == [("door", "open")]
+    # The same keyed state in a job started without the zone (a savepoint restored with edited zones).
+    after = operator()
+    after.cameras = before.cameras
+    _, later, _ = run(after, [fg_rec(i) for i in range(20, 25)], flush=False)
+    assert [(e["event_id"], e["phase"], e["close_reason"]) for e in later] == [
+        (events[0]["event_id"], "close", "config")
+    ]
+    # Once closed, the camera carries no dwell state any more: its next records add nothing.
+    assert run(after, [fg_rec(i) for i in range(25, 30)])[1] == []

@@ -258,3 +258,37 @@ def test_a_learned_stay_closes_when_the_cameras_model_has_no_dwell_times_any_mor
     assert [e.phase for e in events] == ["open"]
     later, st = _run_learned(det, [_grid((4, 4))] * 3, None, st, start=15)
     assert _phases(later) == [("*", "close", "clear", 0, 14)] and not st.any_open() and st.cells is None
+
+
+def test_stays_of_zones_that_left_the_config_close_with_reason_config():
+    det = _detector(door=[(2, 3)], gate=[(5, 5)])
+    events, st = _run(det, [_grid((2, 3), (5, 5))] * 30)
+    assert {(e.zone, e.phase) for e in events if e.phase == "open"} == {("door", "open"), ("gate", "open")}
+    door_id = next(e.event_id for e in events if e.zone == "door")
+    # Restored into a job whose config dropped "door": its next record closes door's stay, once.
+    restored = pickle.loads(pickle.dumps(st))
+    later, _ = _run(_detector(gate=[(5, 5)]), [_grid((2, 3), (5, 5))] * 3, restored, start=30)
+    closes = [e for e in later if e.phase == "close"]
+    assert _phases(closes) == [("door", "close", "config", 0, 29)]
+    assert closes[0].event_id == door_id and closes[0].threshold == 0.05
+    assert all(e.zone == "gate" for e in later if e.phase != "close")
+    # A camera left with no zones at all: the same, and an idle close does it too.
+    for step in (
+        lambda d, s: d.step(s, CAM, 30, 1_000_000 + DT * 30, _grid(), model_version="m1"),
+        lambda d, s: d.close(s, CAM, "idle", "m1"),
+    ):
+        out = step(_detector(), pickle.loads(pickle.dumps(st)))
+        assert sorted(_phases(out)) == [("door", "close", "config", 0, 29), ("gate", "close", "config", 0, 29)]
+
+
+def test_a_learned_stay_closes_with_reason_config_when_the_camera_has_no_loitering_any_more():
+    norms = _norms()
+    events, st = _run_learned(_learned(min_dwell_s=1.0), [_grid((1, 1))] * 20, norms)
+    assert [e.phase for e in events if e.phase != "update"] == ["open"]
+    later = _learned_off().step(st, CAM, 20, 1_000_000 + DT * 20, _grid((1, 1)), model_version="m1", norms=norms)
+    assert _phases(later) == [("*", "close", "config", 0, 19)] and later[0].threshold == 3.0
+    assert st.learned is None and st.cells is None and not st.any_open()
+
+
+def _learned_off() -> DwellDetector:
+    return DwellDetector(DetectConfig(update_every_s=1.0), {CAM: SimpleNamespace(zones={}, loitering=None)})
