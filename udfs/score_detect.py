@@ -325,15 +325,15 @@ class ScoreAndDetect(KeyedProcessFunction):
             self.m_score.update(int(score * 1000))
             self.drift.observe(cam, score, model.card.calibration, gap)
             events += self._emit(detector.step(st, cam, r.frame_index, r.ts_ms, score, c, gap=gap))
-            e = entries[cam]
-            if self.dwell.watches(cam) or e.dwell is not None:
+            e, watched = entries[cam], self.dwell.watches(cam)
+            if watched or e.dwell is not None:
                 e.dwell = e.dwell or DwellState()
                 events += self._emit(
                     self.dwell.step(
                         e.dwell, cam, r.frame_index, r.ts_ms, r.features, gap, model.label, model.card.dwell
                     )
                 )
-                if not self.dwell.watches(cam):
+                if not watched:
                     e.dwell = None  # its zones left the config: what they left open is closed now
         if events:  # one element per batch and output: the Redis writer stores them in one round trip
             yield from self._events_out(events, ctx)

@@ -144,6 +144,7 @@ class DwellDetector:
                 for name, z in sorted(zs.items())
             ]
         self.zones = {c: z for c, z in self.zones.items() if z}
+        self._zone_names = {c: frozenset(z.name for z in zs) for c, zs in self.zones.items()}
         self.learned = {c: o.loitering for c, o in cameras.items() if getattr(o, "loitering", None) is not None}
         none = np.empty(0, np.intp)
         self.learned_zones = {c: _Zone(LEARNED_ZONE, none, none, o.factor, 0, 0) for c, o in self.learned.items()}
@@ -161,9 +162,12 @@ class DwellDetector:
         """Closes (reason ``config``) the open stays of zones, or of the learned detector, that the
         configuration no longer has (a restart from a savepoint with edited zones): nothing else
         would ever close them."""
-        names = {z.name for z in self.zones.get(camera_id, [])}
-        gone = [(name, st.stays.pop(name)) for name in sorted(set(st.stays) - names)]
-        if camera_id not in self.learned and (st.learned is not None or st.cells is not None):
+        names = self._zone_names.get(camera_id, frozenset())
+        learned_gone = camera_id not in self.learned and (st.learned is not None or st.cells is not None)
+        if not learned_gone and st.stays.keys() <= names:
+            return []  # the usual case, checked on every record: nothing to retire
+        gone = [(name, st.stays.pop(name)) for name in sorted(st.stays.keys() - names)]
+        if learned_gone:
             gone.append((LEARNED_ZONE, st.learned))
             st.learned, st.cells = None, None
         out = []
