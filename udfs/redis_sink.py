@@ -43,8 +43,7 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from udfs.beam_sampler import disable_sampling_thread
 from udfs.metrics import Announcement, vad_metrics
 from vad.config import RedisConfig
-from vad.records import Event
-from vad.redis_store import RedisEventStore
+from vad.redis_store import EventKeys, RedisEventStore
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ class WriteEventsToRedis(KeyedProcessFunction):
 
     def _write(self, lines: list[str], now: int) -> bool:
         """One round trip; False, and Redis marked away, if it failed."""
-        pairs = [(Event.parse(line), line) for line in lines]
+        pairs = [(EventKeys.parse(line), line) for line in lines]
         try:
             done = self.store.write_events(pairs)
         except AWAY as e:
@@ -139,7 +138,7 @@ class WriteEventsToRedis(KeyedProcessFunction):
         self._answered(now, done)
         return True
 
-    def _write_each(self, pairs: list[tuple[Event, str]], now: int) -> bool:
+    def _write_each(self, pairs: list[tuple[EventKeys, str]], now: int) -> bool:
         for event, line in pairs:
             try:
                 done = self.store.write_events([(event, line)])

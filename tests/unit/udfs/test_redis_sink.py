@@ -114,7 +114,8 @@ class _Store:
             raise self.down
         out, refused = [], None
         for e, raw in pairs:
-            assert Event.parse(raw) == e
+            ev = Event.parse(raw)  # the writer hands the store what it reads of the event's JSON
+            assert (ev.event_id, ev.seq, ev.camera_id, ev.ts_ms, ev.phase) == tuple(e)
             if NAMES[e.event_id] in self.refuse:
                 refused = redis.ResponseError(f"WRONGTYPE key of {e.event_id}")
                 continue

@@ -265,3 +265,11 @@ def test_the_schema_validator_fails_on_a_bad_event_and_passes_good_records():
     with pytest.raises(jsonschema.ValidationError):
         check(ScoreLine, '{"camera_id":"a","frame_index":-1,"ts_ms":0,"score":1.0}')
     check(ScoreLine, '{"camera_id":"a","frame_index":1,"ts_ms":0,"score":1}')
+
+
+def test_event_json_is_ascii_and_holds_the_events_values():
+    # Floats below 1e-4 and text beyond ASCII: the two places the encoder could differ from json.dumps.
+    e = _events()[-1].model_copy(update={"peak_score": 1e-05, "threshold": 1.5e-7, "model_version": "m-é-✓"})
+    wire = e.to_json()
+    assert wire.isascii() and json.loads(wire) == e.to_dict() and Event.parse(wire) == e
+    assert list(json.loads(wire)) == list(json.loads(_events()[-1].to_json()))  # same fields, same order

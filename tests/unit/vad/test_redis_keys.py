@@ -10,7 +10,7 @@ from test_schema import ILLEGAL_CAMERA_IDS, LEGAL_CAMERA_IDS
 from vad.config import load_config
 from vad.detect import event_id
 from vad.records import Event
-from vad.redis_store import RedisEventStore
+from vad.redis_store import EventKeys, RedisEventStore
 from vad.schema import SchemaError
 
 
@@ -60,3 +60,13 @@ def test_a_batch_with_an_illegal_camera_id_is_refused_before_anything_is_sent(st
     # Port 1: a command sent would fail with a connection error, not the id's SchemaError.
     with pytest.raises(SchemaError, match="bad_camera_id"):
         store.write_events([(_event("ok"), "{}"), (_event("a/../x"), "{}")])
+
+
+@pytest.mark.parametrize("camera_id", LEGAL_CAMERA_IDS)
+def test_the_keys_read_from_an_events_json_are_the_events_own(store, camera_id):
+    # The job's writer reads only these fields of each line: they must give the Event's keys and args.
+    close = _event(camera_id).model_copy(update={"phase": "close", "seq": 7, "close_reason": "idle"})
+    for e in (_event(camera_id), close):
+        raw = e.to_json()
+        keys = EventKeys.parse(raw)
+        assert store._keys(keys) == store._keys(e) and store._args(keys, raw) == store._args(e, raw)
