@@ -45,15 +45,20 @@ DIRS = slice(CHANNELS.index("dir0"), CHANNELS.index("dir7") + 1)
 
 def features(scene: str, update: dict) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     cfg = EdgeSettings.model_validate({**EdgeSettings().model_dump(), **update})
-    labels = json.loads((DATA / scene / "labels.json").read_text())["clips"]
 
     def clip(p):
         ex = make_extractor(cfg)
         return np.stack([ex.process(g) for g in gray_frames(p, cfg)])
 
-    train = [clip(p) for p in sorted((DATA / scene / "train").glob("*.mp4"))]
+    return clips(scene, clip)
+
+
+def clips(scene: str, read) -> tuple[list, list, np.ndarray]:
+    """``read(path)`` of every training and test clip of the scene, and the test frames' labels."""
+    labels = json.loads((DATA / scene / "labels.json").read_text())["clips"]
+    train = [read(p) for p in sorted((DATA / scene / "train").glob("*.mp4"))]
     tests = sorted((DATA / scene / "test").glob("*.mp4"))
-    test = [clip(p) for p in tests]
+    test = [read(p) for p in tests]
     y = []
     for p, f in zip(tests, test, strict=True):
         v = np.zeros(len(f), bool)
