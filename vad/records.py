@@ -43,6 +43,8 @@ Phase = Literal["open", "update", "close"]
 CloseReason = Literal["score", "gap", "idle", "schedule", "clear", "config"]
 Kind = Literal["motion", "loitering"]
 
+_COMPACT = (",", ":")
+
 
 def _all_required(schema: dict[str, Any], *optional: str) -> None:
     # In the JSON every field is always written (``schema`` too, though the class fills it in), so
@@ -208,7 +210,7 @@ class Event(_Versioned):
         the heatmap's floats. The bytes are json.dumps's but for floats under 1e-4 (0.00001 for
         1e-05, the same number); text beyond ASCII is escaped as json.dumps does (\\u00e9)."""
         out = self.model_dump_json(exclude=self._absent())
-        return out if out.isascii() else json.dumps(json.loads(out), separators=(",", ":"))
+        return out if out.isascii() else json.dumps(self.to_dict(), separators=_COMPACT)
 
     def _absent(self) -> set[str]:
         """The fields an event leaves out of its JSON (``to_dict``)."""

@@ -273,3 +273,10 @@ def test_event_json_is_ascii_and_holds_the_events_values():
     wire = e.to_json()
     assert wire.isascii() and json.loads(wire) == e.to_dict() and Event.parse(wire) == e
     assert list(json.loads(wire)) == list(json.loads(_events()[-1].to_json()))  # same fields, same order
+
+
+def test_ascii_event_json_is_the_bytes_json_dumps_wrote():
+    # WIRE_EVENTS carry a non-ASCII model version, so they take the escaping path; this is the other one.
+    for e in _events():
+        e = e.model_copy(update={"model_version": "scalep-1"})
+        assert e.to_json() == json.dumps(e.to_dict(), separators=(",", ":"))
