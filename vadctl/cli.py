@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -135,6 +136,9 @@ def _cmd_run(cfg, args) -> int:
         run(cfg)  # checked above: the job's own main() would load and check it again
     except Exception as e:  # the job failed (a Py4JJavaError with Flink's whole trace)
         traceback.print_exc()
+        # The error is the last failure only; after restarts, the one that started them is in the log.
+        if log_dir := os.environ.get("FLINK_LOG_DIR"):
+            print(f"vad run: every failure and restart of the job is in its log: {log_dir}", file=sys.stderr)
         print(f"vad run: error: the job failed: {root_cause(str(e))}", file=sys.stderr)
         return 1
     return 0

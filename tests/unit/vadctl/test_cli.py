@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from vad.config import REPO_ROOT
 from vad.records import PUBLISHED
 from vadctl.cli import main, root_cause
@@ -40,3 +42,22 @@ def test_root_cause_is_the_innermost_caused_by_line():
     assert root_cause(trace) == "java.lang.IllegalStateException: job.score_shards: restore with 1"
     assert root_cause("Py4JError: no cause\n  at x") == "Py4JError: no cause"
     assert root_cause("") == "unknown"
+
+
+def test_a_failed_run_names_the_job_log_before_its_last_cause(tmp_path, capsys, monkeypatch):
+    """The error line is the final failure only, so the line before it says where the earlier ones are."""
+    import types
+
+    def failing_run(cfg):
+        raise RuntimeError("Job execution failed.\nCaused by: java.lang.IllegalStateException: no slot")
+
+    monkeypatch.setitem(sys.modules, "jobs.anomaly_job", types.SimpleNamespace(run=failing_run))
+    monkeypatch.setattr("jobs.model_check.check_model", lambda cfg: None)
+    monkeypatch.setattr("vadctl.cli._access_ok", lambda cmd, cfg: True)
+    monkeypatch.setenv("FLINK_LOG_DIR", str(tmp_path / "log"))
+    assert main(["run"]) == 1
+    last_two = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert last_two == [
+        f"vad run: every failure and restart of the job is in its log: {tmp_path / 'log'}",
+        "vad run: error: the job failed: java.lang.IllegalStateException: no slot",
+    ]
