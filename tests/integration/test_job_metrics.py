@@ -224,6 +224,8 @@ def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest, 
         "redis_retries",
         "redis_events_held",
         "redis_events_dropped",
+        "model_swaps",
+        "model_versions_refused",
     ):
         assert seen.get(name) == "0", (name, seen)
 
