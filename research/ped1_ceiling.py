@@ -1,6 +1,6 @@
 """How far can scalep's kind of score go on Ped1? Post hoc: reads test labels, to explain, never to choose.
 
-    nice -n 19 .venv/bin/python -m research.ped1_ceiling [--scenes ucsd_ped1 ucsd_ped2]
+    nice -n 19 .venv/bin/python -m research.ped1_ceiling [--scenes ucsd_ped1 ucsd_ped2] [--edges NAME ...]
 
 For each edge variant (flow size, grid), the product's extractor computes the features of every
 training and test clip; scalep and variants of it are fitted on the training clips and score the
@@ -38,6 +38,7 @@ EDGE_VARIANTS = {
     "flow at full size": {"flow_min_height": 4320},
     "grid 24x36": {"grid_rows": 24, "grid_cols": 36},
     "grid 24x36, flow at full size": {"grid_rows": 24, "grid_cols": 36, "flow_min_height": 4320},
+    "DIS at its finest scale": {"dis_finest_scale": 0},
 }
 MAG, DX, DY = CHANNELS.index("mag"), CHANNELS.index("dx"), CHANNELS.index("dy")
 DIRS = slice(CHANNELS.index("dir0"), CHANNELS.index("dir7") + 1)
@@ -104,10 +105,12 @@ def scorers(train, test, y) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", nargs="+", default=["ucsd_ped1", "ucsd_ped2"])
+    p.add_argument("--edges", nargs="+", default=list(EDGE_VARIANTS), choices=list(EDGE_VARIANTS))
     a = p.parse_args(argv)
     cv2.setNumThreads(1)
     for scene in a.scenes:
-        for name, update in EDGE_VARIANTS.items():
+        for name in a.edges:
+            update = EDGE_VARIANTS[name]
             train, test, y = features(scene, update)
             print(json.dumps({"scene": scene, "edge": name, "auc": scorers(train, test, y)}), flush=True)
     return 0
