@@ -39,6 +39,8 @@ EDGE_VARIANTS = {
     "grid 24x36": {"grid_rows": 24, "grid_cols": 36},
     "grid 24x36, flow at full size": {"grid_rows": 24, "grid_cols": 36, "flow_min_height": 4320},
     "DIS at its finest scale": {"dis_finest_scale": 0},
+    "grid 24x36, DIS at its finest scale": {"grid_rows": 24, "grid_cols": 36, "dis_finest_scale": 0},
+    "flow at full size, DIS at its finest scale": {"flow_min_height": 4320, "dis_finest_scale": 0},
 }
 MAG, DX, DY = CHANNELS.index("mag"), CHANNELS.index("dx"), CHANNELS.index("dy")
 DIRS = slice(CHANNELS.index("dir0"), CHANNELS.index("dir7") + 1)
