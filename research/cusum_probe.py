@@ -20,11 +20,10 @@ from sklearn.metrics import roc_auc_score
 from models.scorers import scalep
 from models.train import _ema
 from research.offpath_study import cached_features
-from research.ped1_ceiling import MAG
 
 
 def frame_scores(c: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return (c[..., MAG] / s).reshape(len(c), -1).max(1)
+    return scalep.score_numpy(c[:, None], s)[0]
 
 
 def cusum(x: np.ndarray, k: float) -> np.ndarray:

@@ -62,7 +62,10 @@ def grow(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def on_path(train: list[np.ndarray], f_min: float, r: int, move_thr: float = 0.3) -> np.ndarray:
-    m = np.concatenate([c[..., MAG] for c in train])
+    return _on_path(np.concatenate([c[..., MAG] for c in train]), f_min, r, move_thr)
+
+
+def _on_path(m: np.ndarray, f_min: float, r: int, move_thr: float = 0.3) -> np.ndarray:
     return grow((m > move_thr).mean(0) >= f_min, r)
 
 
@@ -71,14 +74,12 @@ def fit(train: list[np.ndarray], gamma: float, f_min: float, r: int) -> np.ndarr
     if gamma == 1.0:
         return s
     m = np.concatenate([c[..., MAG] for c in train])
-    own = scalep.neighbourhood_quantile(m, 99.0, 0)
-    off = ~on_path(train, f_min, r)
-    low = np.maximum(gamma * s, own)
-    return np.where(off, np.minimum(s, low), s).astype(np.float32)
+    low = np.maximum(gamma * s, scalep.neighbourhood_quantile(m, 99.0, 0))
+    return np.where(~_on_path(m, f_min, r), np.minimum(s, low), s).astype(np.float32)
 
 
 def frame_scores(c: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return _ema((c[..., MAG] / s).reshape(len(c), -1).max(1), 0.5)
+    return _ema(scalep.score_numpy(c[:, None], s)[0], 0.5)
 
 
 def lawn_walker(c: np.ndarray, path: np.ndarray, move_thr: float = 0.3) -> np.ndarray:

@@ -120,6 +120,10 @@ def _cmd_produce(cfg, args) -> int:
     return 0 if stats.failed == 0 else 1
 
 
+# Before a failed run's last cause: where the failures before it are (read back by tests).
+JOB_LOG_LINE = "vad run: every failure and restart of the job is in its log: "
+
+
 def _cmd_run(cfg, args) -> int:
     from jobs.model_check import check_model
 
@@ -138,7 +142,7 @@ def _cmd_run(cfg, args) -> int:
         traceback.print_exc()
         # The error is the last failure only; after restarts, the one that started them is in the log.
         if log_dir := os.environ.get("FLINK_LOG_DIR"):
-            print(f"vad run: every failure and restart of the job is in its log: {log_dir}", file=sys.stderr)
+            print(f"{JOB_LOG_LINE}{log_dir}", file=sys.stderr)
         print(f"vad run: error: the job failed: {root_cause(str(e))}", file=sys.stderr)
         return 1
     return 0

@@ -20,6 +20,7 @@ from vad.config import load_config
 from vad.consumer import read_kafka_dead_letters, read_kafka_events, read_kafka_scores, read_redis_events
 from vad.kafka_clients import ensure_topics, make_producer
 from vadctl import stack, stack_secure
+from vadctl.cli import JOB_LOG_LINE
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _OFFSET = int(os.environ.get("VAD_TEST_PORT_OFFSET", "0"))
@@ -232,6 +233,5 @@ def _follow_on_slot_failure_log(err: str) -> str:
     lines = err.strip().splitlines()
     if "NoResourceAvailableException" not in lines[-1]:
         return ""
-    where = "every failure and restart of the job is in its log: "
-    log_dir = Path(next(line for line in lines if where in line).split(where, 1)[1])
+    log_dir = Path(next(line for line in lines if line.startswith(JOB_LOG_LINE)).removeprefix(JOB_LOG_LINE))
     return "".join(p.read_text(errors="replace") for p in sorted(log_dir.glob("flink-*.log")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 
 from vad.config import REPO_ROOT
 from vad.records import PUBLISHED
@@ -46,7 +47,6 @@ def test_root_cause_is_the_innermost_caused_by_line():
 
 def test_a_failed_run_names_the_job_log_before_its_last_cause(tmp_path, capsys, monkeypatch):
     """The error line is the final failure only, so the line before it says where the earlier ones are."""
-    import types
 
     def failing_run(cfg):
         raise RuntimeError("Job execution failed.\nCaused by: java.lang.IllegalStateException: no slot")
