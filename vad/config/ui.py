@@ -23,6 +23,11 @@ class UiConfig(_Strict):
     stream_block_ms: int = Field(
         500, ge=50, le=10_000, description="how long the event stream's XREAD BLOCK waits for new events"
     )
+    # Each open page's blocked XREAD holds a thread: the streams share a pool of their own, so however
+    # many pages are open the API's calls never wait behind them. Past this many pages they take turns.
+    stream_threads: int = Field(
+        100, ge=1, le=10_000, description="threads the open event streams share for their blocked XREADs"
+    )
     # A new camera is found at once when its first episode grows the recent index; this is the backstop.
     camera_scan_s: float = Field(
         10.0, ge=0.1, le=600, description="how often the event stream scans Redis for new cameras in any case"

@@ -60,6 +60,9 @@ def create_app(cfg: Config, stopping: threading.Event | None = None) -> Starlett
     ui = cfg.ui
     stopping = stopping or threading.Event()
     feed = Feed(cfg.redis, block_ms=ui.stream_block_ms)
+    # anyio's default pool (40 threads) serves the API calls; the streams' XREADs, blocked up to
+    # stream_block_ms each, would fill it with a few dozen open pages and make every API call wait.
+    streams = anyio.CapacityLimiter(ui.stream_threads)
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
@@ -107,7 +110,9 @@ def create_app(cfg: Config, stopping: threading.Event | None = None) -> Starlett
             yield "retry: 1000\n\n"
             quiet_since = time.monotonic()
             while not stopping.is_set() and not await request.is_disconnected():
-                rows = await anyio.to_thread.run_sync(feed.follow, follow, ui.stream_block_ms, ui.camera_scan_s)
+                rows = await anyio.to_thread.run_sync(
+                    feed.follow, follow, ui.stream_block_ms, ui.camera_scan_s, limiter=streams
+                )
                 for r in rows:
                     yield f"id: {r.pop('cursor')}\nevent: event\ndata: {json.dumps(r)}\n\n"
                 if rows:
