@@ -1,0 +1,198 @@
+"""Does a pretrained CNN's appearance of moving regions separate Ped1's slow anomalies? Post hoc:
+reads test labels, to explain, never to choose.
+
+    nice -n 19 .venv/bin/python -m research.deep_appearance [--scenes ucsd_ped1 ucsd_ped2]
+
+Transfer from the COCO detector in ../shared/models/yolox_nano_coco: its graph is cut at the
+classification branch's last hidden layer (64 channels at strides 8 and 16, what its class scores
+are read from), and every frame of the edge's grey video, resized to 480x320 on both scenes, is
+run through it (about 30 ms a frame on two threads; cached under /tmp/vad-deep/). A location moves
+when the mean absolute difference from the previous frame over its stride block exceeds tau grey
+levels. Per location, a bank holds the moving training vectors of its 3x3 neighbourhood (at most
+3,000, sampled); a moving test vector scores its distance to the nearest one (AI-VAD's kind of
+density over deep features, per location for perspective), a still one 0. Frame score: the max
+over locations, smoothed causally (EMA 0.5) as vad.detect does; one pooled frame AUC per scene.
+Also: each location's distance over its 99th percentile on held-out training clips (banks from
+the even clips, distances of the odd ones), and that calibrated score combined with scalep.
+Findings: research/FINDINGS-issue26.md ("A pretrained CNN's appearance").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from models.scorers import scalep  # noqa: E402
+from models.train import _ema  # noqa: E402
+from research.feature_candidates import YOLO_PATH  # noqa: E402
+from research.offpath_study import cached_features  # noqa: E402
+from research.study_data import decode  # noqa: E402
+
+CACHE = Path("/tmp/vad-deep")
+SIZE = (480, 320)
+# The classification branch's last hidden activations (after SiLU), strides 8 and 16, in the
+# shared export's node names; the class scores are one 1x1 convolution of them.
+HIDDEN = {8: "input.631", 16: "input.703"}
+TAUS = (3.0, 6.0)
+CAP = 3000
+
+
+def feature_model() -> Path:
+    import onnx
+    from onnx.utils import Extractor
+
+    m = onnx.load(str(YOLO_PATH))
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "h", "w"
+    sub = Extractor(m).extract_model(["images"], list(HIDDEN.values()))
+    for o in sub.graph.output:
+        for i in (2, 3):
+            o.type.tensor_type.shape.dim[i].dim_param = f"d{i}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / "yolox_nano_hidden.onnx"
+    onnx.save(sub, str(path))
+    return path
+
+
+def extract(scene: str) -> None:
+    """Per clip: hidden features and frame-difference maps at both strides, float16."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
+    sess = ort.InferenceSession(str(feature_model()), so, providers=["CPUExecutionProvider"])
+    for split in ("train", "test"):
+        for name, frames in decode(scene, split).items():
+            out = CACHE / f"{scene}_{name}.npz"
+            if out.exists():
+                continue
+            t0, feats, diffs, prev = time.process_time(), {8: [], 16: []}, {8: [], 16: []}, None
+            for g in frames:
+                img = cv2.resize(g, SIZE, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+                hidden = sess.run(None, {"images": np.repeat(img[None, None], 3, axis=1)})
+                for s, f in zip(HIDDEN, hidden, strict=True):
+                    feats[s].append(f[0].transpose(1, 2, 0).astype(np.float16))
+                d = np.zeros_like(img) if prev is None else np.abs(img - prev)
+                prev = img
+                for s in HIDDEN:
+                    small = (SIZE[0] // s, SIZE[1] // s)
+                    diffs[s].append(cv2.resize(d, small, interpolation=cv2.INTER_AREA).astype(np.float16))
+            arrays = {f"f{s}": np.stack(feats[s]) for s in HIDDEN} | {f"m{s}": np.stack(diffs[s]) for s in HIDDEN}
+            np.savez(out, **arrays)
+            ms = (time.process_time() - t0) / len(frames) * 1000
+            print(json.dumps({"clip": f"{scene}/{name}", "cpu_ms_per_frame": round(ms, 1)}), flush=True)
+
+
+def load(scene: str, prefix: str, stride: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for f in sorted(CACHE.glob(f"{scene}_{prefix}*.npz")):
+        z = np.load(f)
+        out.append((z[f"f{stride}"].astype(np.float32), z[f"m{stride}"].astype(np.float32)))
+    return out
+
+
+def _unit(f: np.ndarray, l2: bool) -> np.ndarray:
+    return f / (np.linalg.norm(f, axis=-1, keepdims=True) + 1e-6) if l2 else f
+
+
+def _block(a: np.ndarray, i: int, j: int) -> np.ndarray:
+    return a[:, max(0, i - 1) : i + 2, max(0, j - 1) : j + 2]
+
+
+def banks(train, tau: float, l2: bool, rng: np.random.Generator) -> dict:
+    f = np.concatenate([_unit(x, l2) for x, _ in train])
+    moving = np.concatenate([m for _, m in train]) > tau
+    out = {}
+    for i in range(f.shape[1]):
+        for j in range(f.shape[2]):
+            v = _block(f, i, j)[_block(moving, i, j)]
+            out[i, j] = v[rng.choice(len(v), CAP, replace=False)] if len(v) > CAP else v
+    return out
+
+
+def distances(clips, bank: dict, tau: float, l2: bool, empty: float) -> list[np.ndarray]:
+    """Per clip [frames, rows, cols]: nearest-neighbour distance of moving vectors, 0 elsewhere."""
+    res = []
+    for f, m in clips:
+        f, moving = _unit(f, l2), m > tau
+        s = np.zeros(moving.shape, np.float32)
+        for (i, j), b in bank.items():
+            idx = np.nonzero(moving[:, i, j])[0]
+            if not len(idx):
+                continue
+            if not len(b):
+                s[idx, i, j] = empty
+                continue
+            q = f[idx, i, j]
+            d2 = (q * q).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * q @ b.T
+            s[idx, i, j] = np.sqrt(np.maximum(d2.min(1), 0))
+        res.append(s)
+    return res
+
+
+def per_location_q99(train, tau: float, rng: np.random.Generator) -> np.ndarray:
+    held = np.concatenate(distances(train[1::2], banks(train[0::2], tau, False, rng), tau, False, 0.0))
+    moving = np.concatenate([m for _, m in train[1::2]]) > tau
+    overall = float(np.percentile(held[moving], 99))
+    q = np.full(held.shape[1:], overall, np.float32)
+    for i in range(q.shape[0]):
+        for j in range(q.shape[1]):
+            v = _block(held, i, j)[_block(moving, i, j)]
+            if len(v) >= 50:
+                q[i, j] = np.percentile(v, 99)
+    return q
+
+
+def study(scene: str) -> dict:
+    rng = np.random.default_rng(0)
+    g_train, g_test, y = cached_features(scene)
+
+    def auc(frame_scores):
+        return round(float(roc_auc_score(y, np.concatenate([_ema(x, 0.5) for x in frame_scores]))), 4)
+
+    s_full, s_even = scalep.fit(g_train), scalep.fit(g_train[0::2])
+    sp = [scalep.score_numpy(c[:, None], s_full)[0] for c in g_test]
+    sp_q99 = np.percentile(np.concatenate([scalep.score_numpy(c[:, None], s_even)[0] for c in g_train[1::2]]), 99)
+    out = {"scalep": auc(sp)}
+    for stride in HIDDEN:
+        train, test = load(scene, "Train", stride), load(scene, "Test", stride)
+        for l2 in (False, True):
+            for tau in TAUS:
+                d = distances(test, banks(train, tau, l2, rng), tau, l2, empty=0.0)
+                out[f"stride {stride}, {'cosine' if l2 else 'L2'}, tau {tau:g}"] = auc([x.max(axis=(1, 2)) for x in d])
+        tau = max(TAUS)
+        q = per_location_q99(train, tau, rng)
+        held = distances(train[1::2], banks(train[0::2], tau, False, rng), tau, False, 0.0)
+        k_q99 = np.percentile(np.concatenate([(x / q).max(axis=(1, 2)) for x in held]), 99)
+        cal = [(x / q).max(axis=(1, 2)) for x in distances(test, banks(train, tau, False, rng), tau, False, 2.0)]
+        out[f"stride {stride}, per-location q99, tau {tau:g}"] = auc(cal)
+        pairs = [(a / sp_q99, b / k_q99) for a, b in zip(sp, cal, strict=True)]
+        out[f"max(scalep, stride {stride} q99)"] = auc([np.maximum(a, b) for a, b in pairs])
+        out[f"mean(scalep, stride {stride} q99)"] = auc([(a + b) / 2 for a, b in pairs])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenes", nargs="+", default=["ucsd_ped1", "ucsd_ped2"])
+    args = ap.parse_args(argv)
+    cv2.setNumThreads(1)
+    for scene in args.scenes:
+        extract(scene)
+        print(json.dumps({scene: study(scene)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
