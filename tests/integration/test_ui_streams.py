@@ -116,6 +116,7 @@ def test_many_open_pages_leave_the_api_answering_and_still_get_new_events(app_se
             assert time.monotonic() - t0 < BLOCK_MS / 2000, f"{path} waited behind the open streams"
         assert [c["camera_id"] for c in answers["/api/cameras"]["cameras"]] == [CAMERA]
         assert [e["camera_id"] for e in answers["/api/events?limit=5"]["events"]] == [CAMERA]
+        assert answers["/api/events?limit=5"]["cursor"] == encode_cursor({CAMERA: tip})  # follow from the newest
 
         new, _ = _event(2)
         store.write_events([_event(2)])

@@ -136,25 +136,17 @@ class Feed:
             )
         return out
 
-    def tips(self, cams: list[str]) -> dict[str, str]:
-        """The last stream id of each camera now (0-0 for an empty or missing stream)."""
-        pipe = self.r.pipeline(transaction=False)
-        for cam in cams:
-            pipe.xrevrange(self.store.stream_key(cam), count=1)
-        return {cam: (got[0][0] if got else "0-0") for cam, got in zip(cams, pipe.execute(), strict=True)}
-
     def events(self, camera: str | None, kind: str | None, limit: int) -> tuple[list[dict], str]:
-        """The newest episodes (one row each, ack state included) and the cursor to follow from.
-        The cursor is taken first: an event landing while the rows are read is in both, and the
-        page keeps the higher seq."""
+        """The newest episodes (one row each, ack state included) and the cursor to follow from: each
+        camera's newest entry read, so an event landing just after is the follower's first."""
         cams = [check_camera(camera)] if camera else self.store.cameras()
-        cursor = self.tips(cams)
         pipe = self.r.pipeline(transaction=False)
         # Each episode is at least an open and a close: read enough entries for `limit` episodes.
         for cam in cams:
             pipe.xrevrange(self.store.stream_key(cam), count=max(4 * limit, 50))
-        rows = []
-        for entries in pipe.execute():
+        cursor, rows = {}, []
+        for cam, entries in zip(cams, pipe.execute(), strict=True):
+            cursor[cam] = entries[0][0] if entries else "0-0"
             for entry_id, fields in entries:
                 event = parse_entry(fields)
                 if event is not None:
