@@ -15,6 +15,7 @@ weighted by the cell's scalep score. Findings: research/FINDINGS-issue26.md ("Pe
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import time
@@ -30,7 +31,7 @@ from models.scorers import scalep  # noqa: E402
 from models.train import _ema  # noqa: E402
 from research.flow_study import gray_frames  # noqa: E402
 from vad.config import REPO_ROOT, EdgeSettings  # noqa: E402
-from vad.edge.features import make_extractor  # noqa: E402
+from vad.edge.features import N_CHANNELS, FlowFeatureExtractor, make_extractor  # noqa: E402
 from vad.schema import CHANNELS  # noqa: E402
 
 DATA = REPO_ROOT.parent / "shared" / "datasets"
@@ -42,16 +43,39 @@ EDGE_VARIANTS = {
     "DIS at its finest scale": {"dis_finest_scale": 0},
     "grid 24x36, DIS at its finest scale": {"grid_rows": 24, "grid_cols": 36, "dis_finest_scale": 0},
     "flow at full size, DIS at its finest scale": {"flow_min_height": 4320, "dis_finest_scale": 0},
+    # Not an edge setting: flow against the frame `gap` back (research only, FrameGap below).
+    "flow against the frame two back": {"gap": 2},
+    "flow against the frame three back": {"gap": 3},
 }
 MAG, DX, DY = CHANNELS.index("mag"), CHANNELS.index("dx"), CHANNELS.index("dy")
 DIRS = slice(CHANNELS.index("dir0"), CHANNELS.index("dir7") + 1)
 
 
+class FrameGap(FlowFeatureExtractor):
+    """The edge's extractor with flow from the frame `gap` sampled frames back to this one: the same
+    cost a frame, `gap` times the displacement of slow and far objects (features in pixels per gap)."""
+
+    def __init__(self, cfg: EdgeSettings, gap: int):
+        super().__init__(cfg)
+        self.back = collections.deque(maxlen=gap)
+
+    def process(self, gray: np.ndarray) -> np.ndarray:
+        g = self._setup(*gray.shape)
+        small = self._normalise(cv2.resize(gray, (g.fw, g.fh), interpolation=cv2.INTER_AREA))
+        prev = self.back[0] if self.back else None
+        self.back.append(small)
+        if prev is None:
+            return np.zeros((self.rows, self.cols, N_CHANNELS), np.float32)
+        return self.reduce(self._dis.calc(prev, small, None), small, prev, g)
+
+
 def features(scene: str, update: dict) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    update = dict(update)
+    gap = update.pop("gap", 1)
     cfg = EdgeSettings.model_validate({**EdgeSettings().model_dump(), **update})
 
     def clip(p):
-        ex = make_extractor(cfg)
+        ex = FrameGap(cfg, gap) if gap > 1 else make_extractor(cfg)
         return np.stack([ex.process(g) for g in gray_frames(p, cfg)])
 
     return clips(scene, clip)
