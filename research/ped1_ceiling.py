@@ -2,14 +2,15 @@
 
     nice -n 19 .venv/bin/python -m research.ped1_ceiling [--scenes ucsd_ped1 ucsd_ped2] [--edges NAME ...]
 
-For each edge variant (flow size, grid), the product's extractor computes the features of every
-training and test clip; scalep and variants of it are fitted on the training clips and score the
-test clips causally (EMA 0.5, no per-video normalisation); one pooled frame AUC per scene. Scorer
-variants: the neighbourhood radius and quantile of the per-cell scale, the detector's smoothing, a
-top-k mean over cells instead of the max, and the two cues one could compute from the existing
-channels for "moves like a rigid object": the flow's coherence (|mean vector| / mean magnitude)
-and its direction concentration (1 - normalised entropy of the direction histogram), both
-weighted by the cell's scalep score. Findings: research/FINDINGS-issue26.md ("Ped1's ceiling").
+For each edge variant (flow size, grid, DIS scale; research only: flow against an older frame), the
+product's extractor computes the features of every training and test clip; scalep and variants of it
+are fitted on the training clips and score the test clips causally (EMA 0.5, no per-video
+normalisation); one pooled frame AUC per scene. Scorer variants: the neighbourhood radius and
+quantile of the per-cell scale, the detector's smoothing, a top-k mean over cells instead of the
+max, and the two cues one could compute from the existing channels for "moves like a rigid object":
+the flow's coherence (|mean vector| / mean magnitude) and its direction concentration (1 -
+normalised entropy of the direction histogram), both weighted by the cell's scalep score. Findings:
+research/FINDINGS-issue26.md ("Ped1's ceiling").
 """
 
 from __future__ import annotations
