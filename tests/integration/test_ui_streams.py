@@ -53,7 +53,7 @@ def _free_port() -> int:
 
 
 def _blocked_reads(store: RedisEventStore) -> int:
-    return sum(1 for c in store.r.client_list() if c.get("cmd") == "xread")
+    return sum(1 for c in store.r.client_list() if c.get("cmd") == "xread" and "b" in c.get("flags", ""))
 
 
 @pytest.fixture
