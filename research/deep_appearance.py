@@ -141,9 +141,10 @@ def distances(clips, bank: dict, tau: float, l2: bool, empty: float) -> list[np.
     return res
 
 
-def per_location_q99(train, tau: float, rng: np.random.Generator) -> np.ndarray:
-    held = np.concatenate(distances(train[1::2], banks(train[0::2], tau, False, rng), tau, False, 0.0))
-    moving = np.concatenate([m for _, m in train[1::2]]) > tau
+def per_location_q99(held_clips, held: np.ndarray, tau: float) -> np.ndarray:
+    """Each location's 99th percentile of `held` ([frames, rows, cols], the held-out clips' distances)
+    over its 3x3 neighbourhood's moving vectors; the overall one where fewer than 50."""
+    moving = np.concatenate([m for _, m in held_clips]) > tau
     overall = float(np.percentile(held[moving], 99))
     q = np.full(held.shape[1:], overall, np.float32)
     for i in range(q.shape[0]):
@@ -167,15 +168,17 @@ def study(scene: str) -> dict:
     out = {"scalep": auc(sp)}
     for stride in HIDDEN:
         train, test = load(scene, "Train", stride), load(scene, "Test", stride)
+        bank = {}
         for l2 in (False, True):
             for tau in TAUS:
-                d = distances(test, banks(train, tau, l2, rng), tau, l2, empty=0.0)
+                bank[l2, tau] = banks(train, tau, l2, rng)
+                d = distances(test, bank[l2, tau], tau, l2, empty=0.0)
                 out[f"stride {stride}, {'cosine' if l2 else 'L2'}, tau {tau:g}"] = auc([x.max(axis=(1, 2)) for x in d])
-        tau = max(TAUS)
-        q = per_location_q99(train, tau, rng)
-        held = distances(train[1::2], banks(train[0::2], tau, False, rng), tau, False, 0.0)
-        k_q99 = np.percentile(np.concatenate([(x / q).max(axis=(1, 2)) for x in held]), 99)
-        cal = [(x / q).max(axis=(1, 2)) for x in distances(test, banks(train, tau, False, rng), tau, False, 2.0)]
+        tau, odd = max(TAUS), train[1::2]
+        held = np.concatenate(distances(odd, banks(train[0::2], tau, False, rng), tau, False, 0.0))
+        q = per_location_q99(odd, held, tau)
+        k_q99 = np.percentile((held / q).max(axis=(1, 2)), 99)
+        cal = [(x / q).max(axis=(1, 2)) for x in distances(test, bank[False, tau], tau, False, 2.0)]
         out[f"stride {stride}, per-location q99, tau {tau:g}"] = auc(cal)
         pairs = [(a / sp_q99, b / k_q99) for a, b in zip(sp, cal, strict=True)]
         out[f"max(scalep, stride {stride} q99)"] = auc([np.maximum(a, b) for a, b in pairs])

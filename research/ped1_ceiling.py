@@ -32,7 +32,7 @@ from models.scorers import scalep  # noqa: E402
 from models.train import _ema  # noqa: E402
 from research.flow_study import gray_frames  # noqa: E402
 from vad.config import REPO_ROOT, EdgeSettings  # noqa: E402
-from vad.edge.features import N_CHANNELS, FlowFeatureExtractor, make_extractor  # noqa: E402
+from vad.edge.features import FlowFeatureExtractor, make_extractor  # noqa: E402
 from vad.schema import CHANNELS  # noqa: E402
 
 DATA = REPO_ROOT.parent / "shared" / "datasets"
@@ -61,13 +61,11 @@ class FrameGap(FlowFeatureExtractor):
         self.back = collections.deque(maxlen=gap)
 
     def process(self, gray: np.ndarray) -> np.ndarray:
-        g = self._setup(*gray.shape)
-        small = self._normalise(cv2.resize(gray, (g.fw, g.fh), interpolation=cv2.INTER_AREA))
-        prev = self.back[0] if self.back else None
-        self.back.append(small)
-        if prev is None:
-            return np.zeros((self.rows, self.cols, N_CHANNELS), np.float32)
-        return self.reduce(self._dis.calc(prev, small, None), small, prev, g)
+        # The edge's own step, with the reference frame swapped for the oldest one kept.
+        self._prev = self.back[0] if self.back else None
+        out = super().process(gray)
+        self.back.append(self._prev)  # this frame, as the edge's step left it
+        return out
 
 
 def features(scene: str, update: dict) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from loopback import free_port
 
 from vad.config import load_config
 from vad.kafka_clients import ensure_topics
@@ -37,12 +37,6 @@ README_SCREENSHOT = REPO / "docs" / "img" / "review-page.png"
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a proxy
 
 ROWS_JS = "return [...document.querySelectorAll('#events tbody tr')].map(tr => ({...tr.dataset}));"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -84,7 +78,7 @@ def ui_env(job_env, ped2, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(ui_env, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("ui") / "ui.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

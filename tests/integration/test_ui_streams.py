@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 import uvicorn
+from loopback import free_port
 
 from vad.config import load_config
 from vad.detect import event_id
@@ -46,12 +47,6 @@ def _event(seq: int) -> tuple[Event, str]:
     return e, e.to_json()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _blocked_reads(store: RedisEventStore) -> int:
     return sum(1 for c in store.r.client_list() if c.get("cmd") == "xread" and "b" in c.get("flags", ""))
 
@@ -63,7 +58,7 @@ def app_server(stack_env):
     for key in store.r.scan_iter(match=f"{PREFIX}:*"):
         store.r.delete(key)
     store.write_events([_event(1)])
-    stopping, port = threading.Event(), _free_port()
+    stopping, port = threading.Event(), free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(cfg, stopping), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -118,13 +113,14 @@ def test_many_open_pages_leave_the_api_answering_and_still_get_new_events(app_se
         assert [e["camera_id"] for e in answers["/api/events?limit=5"]["events"]] == [CAMERA]
         assert answers["/api/events?limit=5"]["cursor"] == encode_cursor({CAMERA: tip})  # follow from the newest
 
-        new, _ = _event(2)
-        store.write_events([_event(2)])
+        new = _event(2)
+        store.write_events([new])
+        new_id = new[0].event_id.encode()
         for page in (pages[0], pages[-1]):
             got, deadline = b"", time.monotonic() + BLOCK_MS / 1000
-            while new.event_id.encode() not in got and time.monotonic() < deadline:
+            while new_id not in got and time.monotonic() < deadline:
                 got += page.recv(65536)
-            assert new.event_id.encode() in got, "a new event did not reach an open page"
+            assert new_id in got, "a new event did not reach an open page"
     finally:
         for page in pages:
             page.close()

@@ -3,19 +3,12 @@ what the clients report (the real refusals are in tests/integration/test_securit
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import redis
+from loopback import free_port
 
 from vad.access_check import kafka_problem, redis_problem
 from vad.config import load_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -23,7 +16,7 @@ def sasl(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("pem")
     env = {
-        "VAD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_free_port()}",
+        "VAD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "VAD_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
         "VAD_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
         "VAD_KAFKA__SASL_USERNAME": "edge",

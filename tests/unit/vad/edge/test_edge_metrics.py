@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 from edge_fakes import LIVE_ONCE, FakeCapture, FakeOpener, FakeProducer, edge_config, texture
+from loopback import free_port
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
@@ -26,12 +27,6 @@ def samples(text: str) -> dict:
         for f in text_string_to_metric_families(text)
         for s in f.samples
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_every_camera_counter_is_exported_and_lag_only_for_paced_cameras():

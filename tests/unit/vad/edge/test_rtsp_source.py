@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 from edge_fakes import FakeProducer
+from loopback import free_port
 
 from vad.config import load_config
 from vad.edge.clips import clip_features
@@ -50,16 +51,10 @@ asyncio.run(s.serve(sys.argv[1], "127.0.0.1", int(sys.argv[2])))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def rtsp_dir(ped2):
     """Serves ped2/test over RTSP on a loopback port; stopped after the test."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", _SERVER, str(ped2 / "test"), str(port)],
         stdout=subprocess.DEVNULL,
