@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,12 +80,13 @@ def produce_clips(env: dict[str, str], sources: dict[str, Path], timeout: float 
 def start_job(env: dict[str, str], logs: Path) -> subprocess.Popen:
     """`vad run` in its own process group: its JVM and Python workers share it, so one kill stops all.
     Its output and its JVM's log go to `logs` (by default every local job writes one log file that
-    the next job overwrites, so a failed test's job log would be gone)."""
-    logs.mkdir(parents=True)
+    the next job overwrites, so a failed test's job log would be gone), its temporary files to
+    `logs/tmp`: a killed JVM leaves them behind (about 20 MB a run)."""
+    (logs / "tmp").mkdir(parents=True)
     with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
         return subprocess.Popen(
             [sys.executable, "-m", "vadctl.cli", "run"],
-            env={**os.environ, **env, "FLINK_LOG_DIR": str(logs)},
+            env={**os.environ, **env, "FLINK_LOG_DIR": str(logs), "TMPDIR": str(logs / "tmp")},
             cwd=REPO,
             stdout=out,
             stderr=err,
@@ -109,8 +111,6 @@ def tail(path: Path, n: int = 4000) -> str:
 class Jobs:
     """Starts `vad run` jobs, each with a log folder of its own under `root` (kept by pytest)."""
 
-    kill = staticmethod(kill_job)
-
     def __init__(self, root: Path):
         self.root, self.folders = root, {}
 
@@ -119,6 +119,11 @@ class Jobs:
         job = start_job(env, folder)
         self.folders[job] = folder
         return job
+
+    def kill(self, job: subprocess.Popen) -> None:
+        """kill_job, then the temporary files it left; the logs stay."""
+        kill_job(job)
+        shutil.rmtree(self.folders[job] / "tmp", ignore_errors=True)
 
     def logs(self, job: subprocess.Popen) -> str:
         """For an assertion's message: where the job's logs are and how its stderr and JVM log end."""

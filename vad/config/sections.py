@@ -290,7 +290,8 @@ class JobConfig(_Strict):
     local_jvm_options: str = Field(
         "-XX:TieredStopAtLevel=1",
         max_length=2000,
-        description="flags of the JVM `vad run` starts (JVM_ARGS, unless set already)",
+        description="flags of the JVM `vad run` starts (JVM_ARGS, unless set already); its java.io.tmpdir "
+        "follows TMPDIR unless they name one",
     )
     # A process of its own, as on a cluster (python.execution-mode: process), so local runs and the
     # tests run the worker the way a deployment does.

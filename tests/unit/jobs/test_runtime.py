@@ -13,6 +13,7 @@ def _clean_env(monkeypatch):
     monkeypatch.delenv("JVM_ARGS", raising=False)
     monkeypatch.delenv(PYTHON_WORKER_MODE_ENV, raising=False)
     monkeypatch.delenv("FLINK_LOG_DIR", raising=False)
+    monkeypatch.delenv("TMPDIR", raising=False)
 
 
 def test_local_jvm_options_go_to_the_gateway_unless_the_user_set_jvm_args(monkeypatch):
@@ -25,6 +26,20 @@ def test_local_jvm_options_go_to_the_gateway_unless_the_user_set_jvm_args(monkey
     monkeypatch.delenv("JVM_ARGS")
     local_run_options(load_config(env={"VAD_JOB__LOCAL_JVM_OPTIONS": "-XX:+UseSerialGC"}))
     assert os.environ["JVM_ARGS"] == "-XX:+UseSerialGC"
+
+
+def test_the_local_jvm_keeps_its_temporary_files_where_tmpdir_says(monkeypatch, tmp_path):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    local_run_options(load_config(env={}))
+    assert os.environ["JVM_ARGS"] == f"-XX:TieredStopAtLevel=1 -Djava.io.tmpdir={tmp_path}"
+    local_run_options(load_config(env={}))  # once, however often it runs
+    assert os.environ["JVM_ARGS"].count("java.io.tmpdir") == 1
+    monkeypatch.setenv("JVM_ARGS", "-Djava.io.tmpdir=/elsewhere")
+    local_run_options(load_config(env={}))
+    assert os.environ["JVM_ARGS"] == "-Djava.io.tmpdir=/elsewhere"
+    monkeypatch.setenv("JVM_ARGS", "")
+    local_run_options(load_config(env={}))
+    assert os.environ["JVM_ARGS"] == f"-Djava.io.tmpdir={tmp_path}"
 
 
 def test_a_local_run_starts_its_python_worker_as_a_process_unless_told_otherwise(monkeypatch):
