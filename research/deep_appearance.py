@@ -14,6 +14,9 @@ density over deep features, per location for perspective), a still one 0. Frame 
 over locations, smoothed causally (EMA 0.5) as vad.detect does; one pooled frame AUC per scene.
 Also: each location's distance over its 99th percentile on held-out training clips (banks from
 the even clips, distances of the odd ones), and that calibrated score combined with scalep.
+``--global-bank``: instead, one bank for every location (4,000 moving training vectors, sampled), so
+a walker where the training clips rarely showed one is still near a walker; distances over their
+row's held-out 99th percentile for perspective (stride 16, tau 6; a few minutes once cached).
 Findings: research/FINDINGS-issue26.md ("A pretrained CNN's appearance").
 """
 
@@ -155,8 +158,9 @@ def per_location_q99(held_clips, held: np.ndarray, tau: float) -> np.ndarray:
     return q
 
 
-def study(scene: str) -> dict:
-    rng = np.random.default_rng(0)
+def _baseline(scene: str):
+    """(pooled AUC of causal frame scores, scalep's test frame scores, scalep's held-out 99th
+    percentile: a model fitted on the even training clips, scores of the odd ones)."""
     g_train, g_test, y = cached_features(scene)
 
     def auc(frame_scores):
@@ -165,6 +169,12 @@ def study(scene: str) -> dict:
     s_full, s_even = scalep.fit(g_train), scalep.fit(g_train[0::2])
     sp = [scalep.score_numpy(c[:, None], s_full)[0] for c in g_test]
     sp_q99 = np.percentile(np.concatenate([scalep.score_numpy(c[:, None], s_even)[0] for c in g_train[1::2]]), 99)
+    return auc, sp, sp_q99
+
+
+def study(scene: str) -> dict:
+    rng = np.random.default_rng(0)
+    auc, sp, sp_q99 = _baseline(scene)
     out = {"scalep": auc(sp)}
     for stride in HIDDEN:
         train, test = load(scene, "Train", stride), load(scene, "Test", stride)
@@ -186,14 +196,69 @@ def study(scene: str) -> dict:
     return out
 
 
+def _nearest(q: np.ndarray, bank: np.ndarray, chunk: int = 20_000) -> np.ndarray:
+    bb = (bank * bank).sum(1)
+    out = np.empty(len(q), np.float32)
+    for i in range(0, len(q), chunk):
+        x = q[i : i + chunk]
+        out[i : i + chunk] = np.sqrt(np.maximum(((x * x).sum(1)[:, None] + bb[None] - 2 * x @ bank.T).min(1), 0))
+    return out
+
+
+def global_distances(clips, bank: np.ndarray, tau: float, l2: bool) -> list[np.ndarray]:
+    res = []
+    for f, m in clips:
+        moving, s = m > tau, np.zeros(m.shape, np.float32)
+        s[moving] = _nearest(_unit(f, l2)[moving], bank)
+        res.append(s)
+    return res
+
+
+def global_study(scene: str, stride: int = 16, tau: float = 6.0, size: int = 4000) -> dict:
+    rng = np.random.default_rng(0)
+    auc, sp, sp_q99 = _baseline(scene)
+    train, test = load(scene, "Train", stride), load(scene, "Test", stride)
+    out = {"scalep": auc(sp)}
+    for l2 in (False, True):
+        name = f"global bank, stride {stride}, {'cosine' if l2 else 'L2'}, tau {tau:g}"
+
+        def bank(clips, l2=l2):
+            f = np.concatenate([_unit(x, l2)[m > tau] for x, m in clips])
+            return f[rng.choice(len(f), min(size, len(f)), replace=False)]
+
+        d = global_distances(test, bank(train), tau, l2)
+        out[name] = auc([x.max(axis=(1, 2)) for x in d])
+        odd = train[1::2]
+        held = global_distances(odd, bank(train[0::2]), tau, l2)
+        h, moving = np.concatenate(held), np.concatenate([m for _, m in odd]) > tau
+        overall = np.percentile(h[moving], 99)
+        rows = np.array(
+            [
+                np.percentile(h[:, r][moving[:, r]], 99) if moving[:, r].sum() >= 50 else overall
+                for r in range(h.shape[1])
+            ],
+            np.float32,
+        )[None, :, None]
+        cal = [(x / rows).max(axis=(1, 2)) for x in d]
+        k_q99 = np.percentile(np.concatenate([(x / rows).max(axis=(1, 2)) for x in held]), 99)
+        pairs = [(a / sp_q99, b / k_q99) for a, b in zip(sp, cal, strict=True)]
+        out[f"{name}, over its row's held-out q99"] = auc(cal)
+        out[f"max / mean(scalep, that), {'cosine' if l2 else 'L2'}"] = (
+            auc([np.maximum(a, b) for a, b in pairs]),
+            auc([(a + b) / 2 for a, b in pairs]),
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", nargs="+", default=["ucsd_ped1", "ucsd_ped2"])
+    ap.add_argument("--global-bank", action="store_true", help="one bank for every location (see above)")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     for scene in args.scenes:
         extract(scene)
-        print(json.dumps({scene: study(scene)}), flush=True)
+        print(json.dumps({scene: (global_study if args.global_bank else study)(scene)}), flush=True)
     return 0
 
 
