@@ -1,7 +1,7 @@
 """Choose ``detect.target_false_alarms_per_hour`` on cameras' own *normal* clips, never test video.
 
     python -m research.threshold_study --data DIR [--data DIR ...] [--targets 1,2,5] [--splits 20]
-        [--minutes M] [--out FILE] [--cache DIR]
+        [--minutes M] [--out FILE] [--cache DIR] [--min-durations 0.1,0.2] [--ema-alphas 0.5,0.7]
 
 Per scene (DIR/train, features with the edge defaults, as `vad train` computes them): every clip is
 scored by a scalep model fitted on the other clips (leave-one-clip-out, as `vad train` calibrates),
@@ -10,7 +10,8 @@ and so is the clip played at 2x (every second frame: faster than normal, wholly 
 normal scores (``--minutes``: only its first M minutes of clips, the short-video case), and each
 target rate's threshold drives the job's EpisodeDetector over the other half: false episodes per hour
 observed on its normal clips, event recall and first-alert delay on their 2x versions. The quantile
-rule (0.999 of the same calibration scores) is reported beside it.
+rule (0.999 of the same calibration scores) is reported beside it. ``--min-durations`` and
+``--ema-alphas`` repeat all of it for each detector setting, the tail fitted with that setting.
 """
 
 from __future__ import annotations
@@ -127,6 +128,10 @@ def study(scores: dict, targets: list[float], splits: int, minutes: float | None
     return table
 
 
+def _floats(arg: str | None, default: float) -> list[float]:
+    return [float(x) for x in arg.split(",")] if arg else [default]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", action="append", required=True)
@@ -135,9 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--cache", default=None, help="folder for the scenes' scores (reused when there)")
+    ap.add_argument("--min-durations", default=None, help="detect.min_duration_s values to compare (s)")
+    ap.add_argument("--ema-alphas", default=None, help="detect.ema_alpha values to compare")
     args = ap.parse_args(argv)
     cfg = load_config()
     targets = [float(x) for x in args.targets.split(",")]
+    detects = {
+        f"min_duration_s {d:g}, ema_alpha {a:g}": cfg.detect.model_copy(update={"min_duration_s": d, "ema_alpha": a})
+        for d in _floats(args.min_durations, cfg.detect.min_duration_s)
+        for a in _floats(args.ema_alphas, cfg.detect.ema_alpha)
+    }
     report = {}
     for d in args.data:
         cache = Path(args.cache) / f"{Path(d).name}.pkl" if args.cache else None
@@ -147,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             scores = scene_scores(Path(d), cfg.edge, log=lambda m: print(m, file=sys.stderr))
             if cache is not None:
                 cache.write_bytes(pickle.dumps(scores))
-        report[Path(d).name] = study(scores, targets, args.splits, args.minutes, cfg.detect)
-        for name, row in report[Path(d).name].items():
-            print(Path(d).name, name, json.dumps(row))
+        for setting, detect in detects.items():
+            key = Path(d).name if len(detects) == 1 else f"{Path(d).name}, {setting}"
+            report[key] = study(scores, targets, args.splits, args.minutes, detect)
+            for name, row in report[key].items():
+                print(key, name, json.dumps(row), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 0
