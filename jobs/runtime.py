@@ -40,11 +40,12 @@ def local_run_options(cfg: Config) -> None:
     PythonDriver on Kubernetes: PYFLINK_GATEWAY_PORT is set), whose log is its own. The JVM's
     temporary files (the mini-cluster's folders, the RPC jar it unpacks, about 20 MB a run) go where
     TMPDIR says, as the Python side's do: Java ignores TMPDIR, and a JVM that is killed leaves them
-    behind. What the user set in the environment wins."""
+    behind (not a TMPDIR with a space: PyFlink splits JVM_ARGS at whitespace). What the user set in
+    the environment wins."""
     if cfg.job.local_jvm_options and "JVM_ARGS" not in os.environ:
         os.environ["JVM_ARGS"] = cfg.job.local_jvm_options
     tmp = os.environ.get("TMPDIR")
-    if tmp and "-Djava.io.tmpdir=" not in os.environ.get("JVM_ARGS", ""):
+    if tmp and not any(c.isspace() for c in tmp) and "-Djava.io.tmpdir=" not in os.environ.get("JVM_ARGS", ""):
         os.environ["JVM_ARGS"] = " ".join(filter(None, [os.environ.get("JVM_ARGS"), f"-Djava.io.tmpdir={tmp}"]))
     os.environ.setdefault(PYTHON_WORKER_MODE_ENV, cfg.job.local_python_worker)
     if "FLINK_LOG_DIR" not in os.environ and "PYFLINK_GATEWAY_PORT" not in os.environ:

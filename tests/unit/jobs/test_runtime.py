@@ -40,6 +40,11 @@ def test_the_local_jvm_keeps_its_temporary_files_where_tmpdir_says(monkeypatch, 
     monkeypatch.setenv("JVM_ARGS", "")
     local_run_options(load_config(env={}))
     assert os.environ["JVM_ARGS"] == f"-Djava.io.tmpdir={tmp_path}"
+    # PyFlink splits JVM_ARGS at whitespace: such a folder would become a stray argument of java.
+    monkeypatch.delenv("JVM_ARGS")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "with space"))
+    local_run_options(load_config(env={}))
+    assert os.environ["JVM_ARGS"] == "-XX:TieredStopAtLevel=1"
 
 
 def test_a_local_run_starts_its_python_worker_as_a_process_unless_told_otherwise(monkeypatch):
