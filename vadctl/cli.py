@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vad.config import REPO_ROOT, ConfigError, dump_config, load_config
 from vad.follow import add_arguments as add_follow_arguments
+from vadctl.job_failures import first_failure, root_cause
 from vadctl.models_cli import add_model_commands
 
 log = logging.getLogger("vad")
@@ -120,8 +121,10 @@ def _cmd_produce(cfg, args) -> int:
     return 0 if stats.failed == 0 else 1
 
 
-# Before a failed run's last cause: where the failures before it are (read back by tests).
+# Before a failed run's last cause: where the failures before it are (read back by tests), and
+# the first of them when it is another.
 JOB_LOG_LINE = "vad run: every failure and restart of the job is in its log: "
+FIRST_FAILURE_LINE = "vad run: the first failure, which started the restarts: "
 
 
 def _cmd_run(cfg, args) -> int:
@@ -141,18 +144,15 @@ def _cmd_run(cfg, args) -> int:
     except Exception as e:  # the job failed (a Py4JJavaError with Flink's whole trace)
         traceback.print_exc()
         # The error is the last failure only; after restarts, the one that started them is in the log.
+        last, first = root_cause(str(e)), None
         if log_dir := os.environ.get("FLINK_LOG_DIR"):
             print(f"{JOB_LOG_LINE}{log_dir}", file=sys.stderr)
-        print(f"vad run: error: the job failed: {root_cause(str(e))}", file=sys.stderr)
+            first = first_failure(Path(log_dir))
+        if first is not None and first != last:
+            print(f"{FIRST_FAILURE_LINE}{first}", file=sys.stderr)
+        print(f"vad run: error: the job failed: {last}", file=sys.stderr)
         return 1
     return 0
-
-
-def root_cause(trace: str) -> str:
-    """The innermost cause of a Java stack trace, as one line (the trace itself if it has none)."""
-    lines = [line.strip() for line in trace.splitlines() if line.strip()]
-    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
-    return (causes or lines or ["unknown"])[-1 if causes else 0]
 
 
 def _cmd_events(cfg, args) -> int:

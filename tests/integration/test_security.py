@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from kafka.admin import ResourceType
@@ -20,7 +19,6 @@ from vad.config import load_config
 from vad.consumer import read_kafka_dead_letters, read_kafka_events, read_kafka_scores, read_redis_events
 from vad.kafka_clients import ensure_topics, make_producer
 from vadctl import stack, stack_secure
-from vadctl.cli import JOB_LOG_LINE
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _OFFSET = int(os.environ.get("VAD_TEST_PORT_OFFSET", "0"))
@@ -222,16 +220,8 @@ def test_job_with_one_job_acl_less_fails_and_delivers_nothing(produced, case):
 
     cfg, rc, err = _job_as_own_principal(produced, name, delivery, drop=dropped, VAD_JOB__RESTART_ATTEMPTS="1")
     assert rc != 0, f"{case}: the job ran"
-    assert refusal in err or refusal in _follow_on_slot_failure_log(err), err[-5000:]
+    # After a restart the final error can be a follow-on one (a mini-cluster on a loaded machine can
+    # refuse the restart's slot request while the failed attempt winds down): `vad run` then names
+    # the first failure, the refusal, on a line of its own.
+    assert refusal in err, err[-5000:]
     assert read_kafka_events(cfg, timeout_s=5) == []
-
-
-def _follow_on_slot_failure_log(err: str) -> str:
-    """The job's log if its last failure was the one restart's slot request (a mini-cluster on a
-    loaded machine can refuse it while the failed attempt's tasks wind down): the refusal that
-    caused the restart is then only there. Empty otherwise."""
-    lines = err.strip().splitlines()
-    if "NoResourceAvailableException" not in lines[-1]:
-        return ""
-    log_dir = Path(next(line for line in lines if line.startswith(JOB_LOG_LINE)).removeprefix(JOB_LOG_LINE))
-    return "".join(p.read_text(errors="replace") for p in sorted(log_dir.glob("flink-*.log")))

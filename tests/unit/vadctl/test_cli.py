@@ -7,7 +7,7 @@ import types
 
 from vad.config import REPO_ROOT
 from vad.records import PUBLISHED
-from vadctl.cli import main, root_cause
+from vadctl.cli import FIRST_FAILURE_LINE, main
 
 
 def test_schemas_are_written_and_checked(tmp_path, capsys):
@@ -30,21 +30,6 @@ def test_run_and_submit_refuse_a_missing_model_in_one_line(tmp_path, capsys, mon
         assert err == [f"job.model_path: {tmp_path / 'gone.onnx'}: no such file"], (cmd, err)
 
 
-def test_root_cause_is_the_innermost_caused_by_line():
-    trace = (
-        "An error occurred while calling o0.execute.\n"
-        ": org.apache.flink.runtime.client.JobExecutionException: Job execution failed.\n"
-        "\tat org.apache.flink.runtime.jobmaster.JobResult.toJobExecutionResult(JobResult.java:144)\n"
-        "Caused by: org.apache.flink.runtime.execution.SuppressRestartsException: Unrecoverable failure.\n"
-        "\tat io.github.vad.flink.BatchRecords.initializeState(BatchRecords.java:79)\n"
-        "Caused by: java.lang.IllegalStateException: job.score_shards: restore with 1\n"
-        "\t... 12 more\n"
-    )
-    assert root_cause(trace) == "java.lang.IllegalStateException: job.score_shards: restore with 1"
-    assert root_cause("Py4JError: no cause\n  at x") == "Py4JError: no cause"
-    assert root_cause("") == "unknown"
-
-
 def test_a_failed_run_names_the_job_log_before_its_last_cause(tmp_path, capsys, monkeypatch):
     """The error line is the final failure only, so the line before it says where the earlier ones are."""
 
@@ -60,4 +45,33 @@ def test_a_failed_run_names_the_job_log_before_its_last_cause(tmp_path, capsys, 
     assert last_two == [
         f"vad run: every failure and restart of the job is in its log: {tmp_path / 'log'}",
         "vad run: error: the job failed: java.lang.IllegalStateException: no slot",
+    ]
+
+
+def test_a_failed_run_names_the_failure_that_started_its_restarts(tmp_path, capsys, monkeypatch):
+    """After restarts the final error can be a follow-on failure (no slot for the restart); the
+    first one, from the job's log, is printed before it."""
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "flink-root-python-host.log").write_text(
+        "2026-12-06 22:34:30,486 WARN  org.apache.flink.runtime.taskmanager.Task [] - score-detect (1/1)#0 "
+        "switched from INITIALIZING to FAILED with failure cause:\n"
+        "org.apache.kafka.common.errors.TopicAuthorizationException: Not authorized to access topics: [vad.events]\n"
+        "\tat org.apache.kafka.clients.Metadata.maybeThrow(Metadata.java:1)\n"
+        "2026-12-06 22:34:31,000 INFO  org.apache.flink.runtime.jobmaster.JobMaster [] - restarting\n"
+    )
+
+    def failing_run(cfg):
+        raise RuntimeError("Job execution failed.\nCaused by: NoResourceAvailableException: no slot")
+
+    monkeypatch.setitem(sys.modules, "jobs.anomaly_job", types.SimpleNamespace(run=failing_run))
+    monkeypatch.setattr("jobs.model_check.check_model", lambda cfg: None)
+    monkeypatch.setattr("vadctl.cli._access_ok", lambda cmd, cfg: True)
+    monkeypatch.setenv("FLINK_LOG_DIR", str(log))
+    assert main(["run"]) == 1
+    last_two = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert last_two == [
+        f"{FIRST_FAILURE_LINE}org.apache.kafka.common.errors.TopicAuthorizationException: Not authorized to "
+        "access topics: [vad.events]",
+        "vad run: error: the job failed: NoResourceAvailableException: no slot",
     ]
