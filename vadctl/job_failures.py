@@ -33,16 +33,19 @@ def root_cause(trace: str) -> str:
 
 
 def first_failure(log_dir: Path) -> str | None:
-    """The root cause of the first task failure in a local job's log folder (``flink-*.log``), None
-    when it holds none."""
-    for path in sorted(log_dir.glob("flink-*.log")):
-        lines = iter(path.read_text(errors="replace").splitlines())
-        for line in lines:
-            if _TASK_FAILED.search(line):
-                trace = []
-                for nxt in lines:
-                    if _LOG_LINE.match(nxt):
-                        break
-                    trace.append(nxt)
-                return root_cause("\n".join(trace))
+    """The root cause of the first task failure in a local job's log: the newest ``flink-*.log`` of
+    its folder (each run rewrites its own; another host's or an older name's may sit beside it).
+    None when it holds none."""
+    logs = sorted(log_dir.glob("flink-*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return None
+    lines = iter(logs[-1].read_text(errors="replace").splitlines())
+    for line in lines:
+        if _TASK_FAILED.search(line):
+            trace = []
+            for nxt in lines:
+                if _LOG_LINE.match(nxt):
+                    break
+                trace.append(nxt)
+            return root_cause("\n".join(trace))
     return None

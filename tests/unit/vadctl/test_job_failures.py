@@ -1,3 +1,5 @@
+import os
+
 from vadctl.job_failures import first_failure, root_cause
 
 
@@ -58,7 +60,10 @@ def _log(path, *failures: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_first_failure_is_the_first_task_failure_in_the_log(tmp_path):
+def test_first_failure_is_the_first_task_failure_in_the_newest_log(tmp_path):
+    stale = tmp_path / "flink-root-python-oldhost.log"
+    _log(stale, "org.example.Stale: an earlier run's")
+    os.utime(stale, (1_000_000_000, 1_000_000_000))
     _log(tmp_path / "flink-root-python-host.log", "org.example.Refused: no ACL", "org.example.NoSlot: none")
     assert first_failure(tmp_path) == "org.example.Refused: no ACL"
 
