@@ -9,8 +9,6 @@ from pathlib import Path
 # How Flink's Task logs a failure, the trace following on the next lines.
 _TASK_FAILED = re.compile(r" switched from \w+ to FAILED with failure cause:\s*$")
 _LOG_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-
-
 _PYTHON_TRACE = "Traceback (most recent call last):"
 
 
