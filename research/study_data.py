@@ -121,10 +121,13 @@ def person_patch(frames: list[np.ndarray], stats: dict) -> tuple[np.ndarray, np.
     return best[1], best[2]
 
 
-def real_object(frames: list[np.ndarray], stats: dict, seed: int, sx: float, sy: float) -> list[np.ndarray]:
+def real_object(
+    frames: list[np.ndarray], stats: dict, seed: int, sx: float, sy: float, speed: float = 1.0
+) -> list[np.ndarray]:
     """A real person from the clip, scaled (sx wide, sy tall), gliding along the scene's dominant
-    direction at the normal speed of moving blobs at its row: ``wide_real`` (2.5, 1) is a cart-like
-    object at walking pace, ``big_real`` (2, 2) a person twice too big for the row (perspective)."""
+    direction at ``speed`` times the normal speed of moving blobs at its row: ``wide_real`` (2.5, 1)
+    is a cart-like object at walking pace, ``big_real`` (2, 2) a person twice too big for the row
+    (perspective), ``fast_real`` (1, 1, speed 2) one person at twice the pace (a cyclist)."""
     rng = np.random.default_rng(seed)
     patch, mask = person_patch(frames, stats)
     hh, ww = frames[0].shape
@@ -149,7 +152,7 @@ def real_object(frames: list[np.ndarray], stats: dict, seed: int, sx: float, sy:
             region[mask[sub]] = patch[sub][mask[sub]]
         out.append(f)
         row = int(np.clip((yb - 1) // cell_h, 0, rows - 1))
-        v = sign * stats["speed"][row]
+        v = sign * speed * stats["speed"][row]
         if horizontal:
             x = (x + v) % ww
         else:

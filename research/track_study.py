@@ -182,7 +182,9 @@ def protocol(scene: str, settings: dict, k: int = 10, folds: int = 3) -> dict:
     Train001, in 3 folds; each fold held out in turn, models fitted on the other training clips; label
     0 the held-out normal frames, label 1 their speed2x / wide_real / big_real versions (made from the
     held-out clip itself, research.study_data); pooled AUC of the causal frame score per proxy, and
-    the share of held-out normal frames above the other folds' 99.9th percentile."""
+    the share of held-out normal frames above the other folds' 99.9th percentile. Also reported,
+    outside the issue's mean: ``fast_real``, one real person at normal size moving at twice its row's
+    normal pace (a cyclist), added after the tracks were seen to gain on test."""
     cfg = EdgeSettings()
     frames = decode(scene, "train")
     cand = CandidateExtractor(cfg, history=100)
@@ -193,6 +195,7 @@ def protocol(scene: str, settings: dict, k: int = 10, folds: int = 3) -> dict:
         seqs[f"speed2x/{c}"] = frames[c][::2]
         seqs[f"wide_real/{c}"] = real_object(frames[c], stats, 2000 + i, 2.5, 1.0)
         seqs[f"big_real/{c}"] = real_object(frames[c], stats, 3000 + i, 2.0, 2.0)
+        seqs[f"fast_real/{c}"] = real_object(frames[c], stats, 4000 + i, 1.0, 1.0, speed=2.0)
     flow, tracks = {}, {}
     for name, fr in seqs.items():
         ex, tr = make_extractor(cfg), Tracks(k, (cfg.grid_rows, cfg.grid_cols), **settings)
@@ -208,7 +211,7 @@ def protocol(scene: str, settings: dict, k: int = 10, folds: int = 3) -> dict:
         q = np.percentile(np.concatenate([scalep.score_numpy(c[:, None], half)[0] for c in clips_[1::2]]), 99)
         return scalep.fit(clips_, move_thr=thr), q
 
-    kinds = ("speed2x", "wide_real", "big_real")
+    kinds = ("speed2x", "wide_real", "big_real", "fast_real")
     names = ("scalep", f"tracks K{k}", f"max(scalep, tracks K{k})")
     normal = {n: {} for n in names}
     prox = {n: {p: [] for p in kinds} for n in names}
@@ -240,7 +243,8 @@ def protocol(scene: str, settings: dict, k: int = 10, folds: int = 3) -> dict:
             )
             for p in kinds
         }
-        row["mean"] = round(float(np.mean([row[p] for p in kinds])), 4)
+        row["mean"] = round(float(np.mean([row[p] for p in kinds[:3]])), 4)  # the issue's three
+        row["mean with fast_real"] = round(float(np.mean([row[p] for p in kinds])), 4)
         fa = []
         for fold in (held[i::folds] for i in range(folds)):
             thr = np.percentile(np.concatenate([x for c, x in normal[n].items() if c not in fold]), 99.9)
