@@ -59,7 +59,10 @@ def kafka_problem(cfg: KafkaConfig, reasons: list[str], timeout_s: float) -> str
     if not reasons:
         return f"{at} did not answer within {timeout_s:g} s (kafka.bootstrap_servers)"
     telling = ("SaslAuthenticationFailed", "UnsupportedSaslMechanism", "CERTIFICATE_VERIFY_FAILED")
-    reason = next((r for key in telling for r in reasons if key in r), reasons[-1])
+    # The last attempt's request is given what is left of the timeout, so a timeout there can be the
+    # deadline cutting it short, not a cause: the last other reason tells more.
+    answered = [r for r in reasons if "RequestTimedOut" not in r] or reasons
+    reason = next((r for key in telling for r in reasons if key in r), answered[-1])
     if "SaslAuthenticationFailed" in reason:
         return (
             f"{at} refused the {cfg.sasl_mechanism} login of user {cfg.sasl_username!r}: "

@@ -37,6 +37,19 @@ def test_a_refused_login_is_named_even_among_dropped_connections(sasl):
     assert "kafka.sasl_password" in msg and "\n" not in msg
 
 
+def test_a_last_attempt_cut_short_by_the_deadline_does_not_hide_the_dropped_logins(sasl):
+    """Each attempt's request gets what is left of the bootstrap timeout, so the last one can time
+    out after a few ms (seen under load: 'refused the connection (... timed out after 9 ms)')."""
+    reasons = ["KafkaConnectionError: socket disconnected"] * 7 + [
+        "[Error 7] RequestTimedOutError: Request timed out after 9 ms"
+    ]
+    msg = kafka_problem(sasl, reasons, 15)
+    assert "closed the connection at the SCRAM-SHA-512 login of user 'edge'" in msg
+    assert "kafka.sasl_password" in msg
+    only = kafka_problem(sasl, ["[Error 7] RequestTimedOutError: Request timed out after 15000 ms"], 15)
+    assert "refused the connection ([Error 7] RequestTimedOutError" in only  # nothing better to say
+
+
 def test_an_untrusted_certificate_points_at_the_ca_setting(sasl):
     reason = (
         "KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
