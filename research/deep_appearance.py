@@ -33,12 +33,9 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from models.scorers import scalep  # noqa: E402
-from models.train import _ema  # noqa: E402
 from research.feature_candidates import YOLO_PATH  # noqa: E402
-from research.offpath_study import cached_features  # noqa: E402
+from research.offpath_study import scalep_baseline  # noqa: E402
 from research.study_data import decode  # noqa: E402
 
 CACHE = Path("/tmp/vad-deep")
@@ -158,23 +155,9 @@ def per_location_q99(held_clips, held: np.ndarray, tau: float) -> np.ndarray:
     return q
 
 
-def _baseline(scene: str):
-    """(pooled AUC of causal frame scores, scalep's test frame scores, scalep's held-out 99th
-    percentile: a model fitted on the even training clips, scores of the odd ones)."""
-    g_train, g_test, y = cached_features(scene)
-
-    def auc(frame_scores):
-        return round(float(roc_auc_score(y, np.concatenate([_ema(x, 0.5) for x in frame_scores]))), 4)
-
-    s_full, s_even = scalep.fit(g_train), scalep.fit(g_train[0::2])
-    sp = [scalep.score_numpy(c[:, None], s_full)[0] for c in g_test]
-    sp_q99 = np.percentile(np.concatenate([scalep.score_numpy(c[:, None], s_even)[0] for c in g_train[1::2]]), 99)
-    return auc, sp, sp_q99
-
-
 def study(scene: str) -> dict:
     rng = np.random.default_rng(0)
-    auc, sp, sp_q99 = _baseline(scene)
+    _, auc, sp, sp_q99 = scalep_baseline(scene)
     out = {"scalep": auc(sp)}
     for stride in HIDDEN:
         train, test = load(scene, "Train", stride), load(scene, "Test", stride)
@@ -216,7 +199,7 @@ def global_distances(clips, bank: np.ndarray, tau: float, l2: bool) -> list[np.n
 
 def global_study(scene: str, stride: int = 16, tau: float = 6.0, size: int = 4000) -> dict:
     rng = np.random.default_rng(0)
-    auc, sp, sp_q99 = _baseline(scene)
+    _, auc, sp, sp_q99 = scalep_baseline(scene)
     train, test = load(scene, "Train", stride), load(scene, "Test", stride)
     out = {"scalep": auc(sp)}
     for l2 in (False, True):

@@ -57,6 +57,26 @@ def cached_features(scene: str):
     return arrs[:n], arrs[n:], z["y"]
 
 
+def fit_with_held_q99(clips: list[np.ndarray], move_thr: float = 0.3) -> tuple[np.ndarray, float]:
+    """scalep fitted on the clips, and its held-out 99th percentile of frame scores (fitted on the
+    even clips, scoring the odd ones): the unit a combination divides each member's score by."""
+    half = scalep.fit(clips[0::2], move_thr=move_thr)
+    q99 = np.percentile(np.concatenate([scalep.score_numpy(c[:, None], half)[0] for c in clips[1::2]]), 99)
+    return scalep.fit(clips, move_thr=move_thr), float(q99)
+
+
+def scalep_baseline(scene: str):
+    """(test labels, pooled AUC of causal frame scores, scalep's test frame scores, its held-out
+    99th percentile) on the cached features of the default edge."""
+    train, test, y = cached_features(scene)
+
+    def auc(frame_scores):
+        return round(float(roc_auc_score(y, np.concatenate([_ema(x, 0.5) for x in frame_scores]))), 4)
+
+    s, q99 = fit_with_held_q99(train)
+    return y, auc, [scalep.score_numpy(c[:, None], s)[0] for c in test], q99
+
+
 def grow(mask: np.ndarray, r: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=r).astype(bool) if r else mask
 

@@ -39,7 +39,7 @@ from models.scorers import scalep  # noqa: E402
 from models.train import _ema  # noqa: E402
 from research.feature_candidates import CandidateExtractor  # noqa: E402
 from research.flow_study import gray_frames  # noqa: E402
-from research.offpath_study import cached_features  # noqa: E402
+from research.offpath_study import fit_with_held_q99, scalep_baseline  # noqa: E402
 from research.ped1_ceiling import clips  # noqa: E402
 from research.study_data import WARM_CLIP, decode, extract, real_object, scene_stats  # noqa: E402
 from vad.config import EdgeSettings  # noqa: E402
@@ -133,18 +133,7 @@ def paired_bootstrap(y: np.ndarray, a: list[np.ndarray], b: list[np.ndarray], n:
 
 def study(scene: str, settings: dict) -> dict:
     cfg = EdgeSettings()
-    g_train, g_test, y = cached_features(scene)
-
-    def auc(frame_scores):
-        return round(float(roc_auc_score(y, np.concatenate([_ema(x, 0.5) for x in frame_scores]))), 4)
-
-    def held_q99(train):
-        s = scalep.fit(train[0::2])
-        return np.percentile(np.concatenate([scalep.score_numpy(c[:, None], s)[0] for c in train[1::2]]), 99)
-
-    s = scalep.fit(g_train)
-    sp = [scalep.score_numpy(c[:, None], s)[0] for c in g_test]
-    sp_q99 = held_q99(g_train)
+    y, auc, sp, sp_q99 = scalep_baseline(scene)
     out = {"scalep": auc(sp)}
     for k in KS:
         cpu, frames = [0.0], [0]
@@ -161,9 +150,8 @@ def study(scene: str, settings: dict) -> dict:
         train, test, y_tracks = clips(scene, read)
         if not np.array_equal(y_tracks, y):
             raise ValueError("labels differ from the cached features'")
-        st = scalep.fit(train, move_thr=MOVE_THR)
+        st, tk_q99 = fit_with_held_q99(train, MOVE_THR)
         tk = [scalep.score_numpy(c[:, None], st)[0] for c in test]
-        tk_q99 = held_q99(train)
         pairs = [(a / sp_q99, b / tk_q99) for a, b in zip(sp, tk, strict=True)]
         out[f"tracks K{k}"] = auc(tk)
         out[f"max / mean(scalep, tracks K{k})"] = (
@@ -204,20 +192,14 @@ def protocol(scene: str, settings: dict, k: int = 10, folds: int = 3) -> dict:
         tracks[name] = np.zeros((*cells.shape, N_CHANNELS), np.float32)
         tracks[name][..., scalep.MAG] = cells
 
-    def fitted(grids, names, thr):
-        """scalep on these clips, and its held-out 99th percentile (even clips fit, odd ones score)."""
-        clips_ = [grids[f"train/{c}"] for c in names]
-        half = scalep.fit(clips_[0::2], move_thr=thr)
-        q = np.percentile(np.concatenate([scalep.score_numpy(c[:, None], half)[0] for c in clips_[1::2]]), 99)
-        return scalep.fit(clips_, move_thr=thr), q
-
     kinds = ("speed2x", "wide_real", "big_real", "fast_real")
     names = ("scalep", f"tracks K{k}", f"max(scalep, tracks K{k})")
     normal = {n: {} for n in names}
     prox = {n: {p: [] for p in kinds} for n in names}
     for fold in (held[i::folds] for i in range(folds)):
         rest = [c for c in frames if c not in fold]
-        (s_f, q_f), (s_t, q_t) = fitted(flow, rest, 0.3), fitted(tracks, rest, MOVE_THR)
+        s_f, q_f = fit_with_held_q99([flow[f"train/{c}"] for c in rest])
+        s_t, q_t = fit_with_held_q99([tracks[f"train/{c}"] for c in rest], MOVE_THR)
         for c in fold:
             for kind in ("train", *kinds):
                 a = scalep.score_numpy(flow[f"{kind}/{c}"][:, None], s_f)[0]

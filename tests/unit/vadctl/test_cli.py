@@ -30,18 +30,29 @@ def test_run_and_submit_refuse_a_missing_model_in_one_line(tmp_path, capsys, mon
         assert err == [f"job.model_path: {tmp_path / 'gone.onnx'}: no such file"], (cmd, err)
 
 
-def test_a_failed_run_names_the_job_log_before_its_last_cause(tmp_path, capsys, monkeypatch):
-    """The error line is the final failure only, so the line before it says where the earlier ones are."""
+def _failed_run_stderr(monkeypatch, capsys, error: str, log_dir) -> list[str]:
+    """`vad run`'s stderr lines when its job fails with `error` (checks passed, log in `log_dir`)."""
 
     def failing_run(cfg):
-        raise RuntimeError("Job execution failed.\nCaused by: java.lang.IllegalStateException: no slot")
+        raise RuntimeError(error)
 
     monkeypatch.setitem(sys.modules, "jobs.anomaly_job", types.SimpleNamespace(run=failing_run))
     monkeypatch.setattr("jobs.model_check.check_model", lambda cfg: None)
     monkeypatch.setattr("vadctl.cli._access_ok", lambda cmd, cfg: True)
-    monkeypatch.setenv("FLINK_LOG_DIR", str(tmp_path / "log"))
+    monkeypatch.setenv("FLINK_LOG_DIR", str(log_dir))
     assert main(["run"]) == 1
-    last_two = capsys.readouterr().err.strip().splitlines()[-2:]
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_failed_run_names_the_job_log_before_its_last_cause(tmp_path, capsys, monkeypatch):
+    """The error line is the final failure only, so the line before it says where the earlier ones are."""
+
+    last_two = _failed_run_stderr(
+        monkeypatch,
+        capsys,
+        "Job execution failed.\nCaused by: java.lang.IllegalStateException: no slot",
+        tmp_path / "log",
+    )[-2:]
     assert last_two == [
         f"vad run: every failure and restart of the job is in its log: {tmp_path / 'log'}",
         "vad run: error: the job failed: java.lang.IllegalStateException: no slot",
@@ -61,15 +72,9 @@ def test_a_failed_run_names_the_failure_that_started_its_restarts(tmp_path, caps
         "2026-12-06 22:34:31,000 INFO  org.apache.flink.runtime.jobmaster.JobMaster [] - restarting\n"
     )
 
-    def failing_run(cfg):
-        raise RuntimeError("Job execution failed.\nCaused by: NoResourceAvailableException: no slot")
-
-    monkeypatch.setitem(sys.modules, "jobs.anomaly_job", types.SimpleNamespace(run=failing_run))
-    monkeypatch.setattr("jobs.model_check.check_model", lambda cfg: None)
-    monkeypatch.setattr("vadctl.cli._access_ok", lambda cmd, cfg: True)
-    monkeypatch.setenv("FLINK_LOG_DIR", str(log))
-    assert main(["run"]) == 1
-    last_two = capsys.readouterr().err.strip().splitlines()[-2:]
+    last_two = _failed_run_stderr(
+        monkeypatch, capsys, "Job execution failed.\nCaused by: NoResourceAvailableException: no slot", log
+    )[-2:]
     assert last_two == [
         f"{FIRST_FAILURE_LINE}org.apache.kafka.common.errors.TopicAuthorizationException: Not authorized to "
         "access topics: [vad.events]",
