@@ -8,6 +8,11 @@ EMA (the detector's) or by a one-sided CUSUM, S_t = max(0, S_t-1 + x_t - k), who
 quantile of held-out normal training scores (scale fitted on the first half of the training clips,
 quantile read on the second half): the classic detector of a small persistent shift, which is what
 Ped1's slow anomalies look like (scores barely above the clip's normal frames, for many frames).
+
+Also evidence accumulated per cell along motion paths rather than per frame: P_t = a x_t + (1 - a)
+maxpool_k(P_t-1) over the grid of cell scores x_t (an EMA that follows an object from cell to
+neighbouring cell), the frame score the max of P_t, with and without the detector's EMA after it;
+sporadic spikes at scattered cells of a crowd fade, a fast object's path persists.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from scipy.ndimage import maximum_filter
 from sklearn.metrics import roc_auc_score
 
 from models.scorers import scalep
 from models.train import _ema
 from research.offpath_study import cached_features
+from research.ped1_ceiling import MAG
 
 
 def frame_scores(c: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -34,6 +41,14 @@ def cusum(x: np.ndarray, k: float) -> np.ndarray:
     return out
 
 
+def path_ema(c: np.ndarray, s: np.ndarray, a: float, k: int) -> np.ndarray:
+    out, acc = np.empty(len(c)), None
+    for i, x in enumerate(c[..., MAG] / s):
+        acc = x if acc is None else a * x + (1 - a) * maximum_filter(acc, size=k, mode="nearest")
+        out[i] = acc.max()
+    return out
+
+
 def main() -> int:
     for scene in ("ucsd_ped1", "ucsd_ped2"):
         train, test, y = cached_features(scene)
@@ -44,6 +59,13 @@ def main() -> int:
         for q in (90, 95, 99, 99.9):
             k = float(np.percentile(held, q))
             out[f"CUSUM k = normal q{q} ({k:.2f})"] = roc_auc_score(y, np.concatenate([cusum(x, k) for x in xs]))
+        for a in (0.2, 0.3, 0.5, 0.7):
+            for k in (3, 5):
+                ps = [path_ema(c, s, a, k) for c in test]
+                for e in (1.0, 0.5):
+                    out[f"path EMA a {a} k {k}, then EMA {e}"] = roc_auc_score(
+                        y, np.concatenate([_ema(x, e) for x in ps])
+                    )
         print(json.dumps({scene: {name: round(float(v), 4) for name, v in out.items()}}), flush=True)
     return 0
 
