@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from contextlib import contextmanager
 
 from vad.config import KafkaConfig, RedisConfig
@@ -116,25 +117,60 @@ def bootstrap_reasons():
         manager.propagate = saved[2]
 
 
-def check_kafka(cfg: KafkaConfig, timeout_s: float = 15.0) -> None:
-    """Bootstrap once with the configured security; AccessError with one line if that fails
-    (``definitive`` unless the broker just did not answer)."""
+# Reasons no retry can mend: a check that sees one reports it at once rather than at the deadline.
+_SETTLED = ("SaslAuthenticationFailed", "UnsupportedSaslMechanism", "CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
+
+
+def _settled(cfg: KafkaConfig, reasons: list[str], timeout_s: float) -> bool:
+    """Whether the failed attempts so far already say what a retry would: a refused login, an
+    untrusted certificate, or TLS spoken on one side only."""
+    if any(key in r for key in _SETTLED for r in reasons):
+        return True
+    # A plaintext client at a TLS listener is only ever disconnected: ask the listener itself.
+    return (
+        bool(reasons)
+        and not cfg.security_protocol.endswith("SSL")
+        and _speaks_tls(*_first_server(cfg.bootstrap_servers), timeout_s)
+    )
+
+
+def check_kafka(cfg: KafkaConfig, timeout_s: float = 15.0, attempt_s: float = 2.0) -> None:
+    """Bootstrap with the configured security; AccessError with one line if that fails
+    (``definitive`` unless the broker just did not answer). Tried in attempts of ``attempt_s``, each
+    twice as long as the last, until ``timeout_s``: a wrong password or certificate is reported after
+    the first, while a broker slow to answer (loaded, or still starting) gets the whole timeout."""
     from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
 
     from vad.kafka_clients import security_settings
 
     settings = security_settings(cfg)  # a missing CA file is named here
+    deadline = time.monotonic() + timeout_s
     with bootstrap_reasons() as reasons:
-        try:
-            client = KafkaConsumer(
-                bootstrap_servers=cfg.bootstrap_servers, bootstrap_timeout_ms=int(timeout_s * 1000), **settings
-            )
-            client.topics()
-            client.close()
-        except Exception as e:
-            msg = kafka_problem(cfg, reasons, timeout_s)
-            unanswered = not reasons or msg.startswith("nothing listens")
-            raise AccessError(msg, definitive=not unanswered) from e
+        while True:
+            started, slot = time.monotonic(), min(attempt_s, deadline - time.monotonic())
+            try:
+                client = KafkaConsumer(
+                    bootstrap_servers=cfg.bootstrap_servers, bootstrap_timeout_ms=max(int(slot * 1000), 1), **settings
+                )
+                client.topics()
+                client.close()
+                return
+            except KafkaError as e:
+                left = deadline - time.monotonic()
+                if left <= 0.1 or _settled(cfg, reasons, min(left, attempt_s)):
+                    raise _refused(cfg, reasons, timeout_s) from e
+                # An attempt that gave up before its time still takes it: no retrying in a busy loop.
+                time.sleep(max(0.0, min(started + slot - time.monotonic(), left)))
+                attempt_s *= 2
+            except Exception as e:  # not the broker's answer: a setting the client itself refused
+                raise _refused(cfg, reasons, timeout_s) from e
+
+
+def _refused(cfg: KafkaConfig, reasons: list[str], timeout_s: float) -> AccessError:
+    msg = kafka_problem(cfg, reasons, timeout_s)
+    unanswered = not reasons or msg.startswith("nothing listens")
+    return AccessError(msg, definitive=not unanswered)
 
 
 def redis_problem(cfg: RedisConfig, error: Exception) -> str:

@@ -74,3 +74,81 @@ def test_redis_login_tls_and_password_problems():
     assert "requires a password" in redis_problem(cfg, noauth)
     untrusted = redis.ConnectionError("Error 1 connecting: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     assert "redis.tls_cafile" in redis_problem(cfg, untrusted)
+
+
+class _Bootstraps:
+    """Stands in for kafka-python's KafkaConsumer: each construction is one bootstrap attempt that
+    logs its failure as kafka-python does (the check reads its reasons from that log) and takes its
+    whole bootstrap timeout, unless the attempt is listed as answered."""
+
+    def __init__(self, reason: str, answered_at: int | None = None, instant: bool = False):
+        self.reason, self.answered_at, self.instant, self.timeouts_ms = reason, answered_at, instant, []
+
+    def __call__(self, bootstrap_servers, bootstrap_timeout_ms, **settings):
+        import logging
+        import time
+
+        from kafka.errors import KafkaTimeoutError
+
+        self.timeouts_ms.append(bootstrap_timeout_ms)
+        if len(self.timeouts_ms) == self.answered_at:
+            return self
+        logging.getLogger("kafka.net.manager").warning(
+            "Bootstrap connection to %s failed: %s (backoff 50 ms)", bootstrap_servers, self.reason
+        )
+        if not self.instant:
+            time.sleep(bootstrap_timeout_ms / 1000)
+        raise KafkaTimeoutError()
+
+    def topics(self):
+        return set()
+
+    def close(self):
+        pass
+
+
+def test_a_refused_login_ends_the_check_after_its_first_attempt(sasl, monkeypatch):
+    from vad.access_check import AccessError, check_kafka
+
+    fake = _Bootstraps("[Error 58] SaslAuthenticationFailedError: Authentication failed")
+    monkeypatch.setattr("kafka.KafkaConsumer", fake)
+    with pytest.raises(AccessError) as e:
+        check_kafka(sasl, timeout_s=30, attempt_s=0.05)
+    assert fake.timeouts_ms == [50]
+    assert "refused the SCRAM-SHA-512 login of user 'edge'" in str(e.value) and e.value.definitive
+
+
+def test_a_slow_broker_gets_longer_attempts_until_the_deadline(sasl, monkeypatch):
+    from vad.access_check import AccessError, check_kafka
+
+    fake = _Bootstraps("[Error 7] RequestTimedOutError: Request timed out after 50 ms")
+    monkeypatch.setattr("kafka.KafkaConsumer", fake)
+    with pytest.raises(AccessError) as e:
+        check_kafka(sasl, timeout_s=0.6, attempt_s=0.05)
+    assert fake.timeouts_ms[:3] == [50, 100, 200] and 3 <= len(fake.timeouts_ms) <= 5
+    assert sum(fake.timeouts_ms) <= 600
+    assert "RequestTimedOutError" in str(e.value)
+    answered = _Bootstraps("[Error 7] RequestTimedOutError: Request timed out after 50 ms", answered_at=2)
+    monkeypatch.setattr("kafka.KafkaConsumer", answered)
+    check_kafka(sasl, timeout_s=5, attempt_s=0.05)
+    assert answered.timeouts_ms == [50, 100]
+
+
+def test_attempts_that_fail_at_once_do_not_spin(sasl, monkeypatch):
+    """A client giving up before its bootstrap timeout still has its attempt take that long; an error
+    that is not Kafka's (a setting the client refuses) ends the check at once."""
+    from vad.access_check import AccessError, check_kafka
+
+    fake = _Bootstraps("KafkaConnectionError: socket disconnected", instant=True)
+    monkeypatch.setattr("kafka.KafkaConsumer", fake)
+    with pytest.raises(AccessError):
+        check_kafka(sasl, timeout_s=0.6, attempt_s=0.05)
+    assert 3 <= len(fake.timeouts_ms) <= 5
+
+    def refuses(**settings):
+        raise TypeError("unexpected keyword argument")
+
+    monkeypatch.setattr("kafka.KafkaConsumer", refuses)
+    with pytest.raises(AccessError) as e:
+        check_kafka(sasl, timeout_s=30, attempt_s=5)
+    assert isinstance(e.value.__cause__, TypeError)
