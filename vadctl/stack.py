@@ -162,6 +162,10 @@ def _start_kafka(cfg: Config, svc: Service) -> None:
     props.write_text(text)
     (kdir / "log4j2.properties").write_text(_LOG4J2.format(log_file=kdir / "server.log"))
     cp = f"{KAFKA_JARS}/*"
+    # The broker's temporary files (the LZ4 native library it unpacks for every start) go with its
+    # state, not into /tmp, where a broker that is killed leaves them.
+    tmp = kdir / "tmp"
+    tmp.mkdir(exist_ok=True)
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # --cluster-id=: an id may start with "-", which a separate argument would parse as an option.
@@ -179,6 +183,7 @@ def _start_kafka(cfg: Config, svc: Service) -> None:
             "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
             f"-Dvad.state={svc.state}",
+            f"-Djava.io.tmpdir={tmp}",
             "-cp",
             cp,
             "kafka.Kafka",

@@ -108,7 +108,7 @@ def server(ui_env, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -127,7 +127,9 @@ def browser():
         "--window-size=1200,800",
     ):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=Service(executable_path=driver_bin))
+    # Chromium's own temporary folder goes with the test's, not into /tmp.
+    env = {**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("chromium"))}
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=driver_bin, env=env))
     try:
         driver.set_page_load_timeout(60)
         driver.set_script_timeout(20)
