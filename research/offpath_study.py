@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from models.scorers import scalep  # noqa: E402
 from models.train import _ema  # noqa: E402
-from research.ped1_ceiling import MAG, features  # noqa: E402
+from research.ped1_ceiling import EDGE_VARIANTS, MAG, features  # noqa: E402
 
 CACHE = Path("/tmp/vad-offpath")
 GAMMAS = (1.0, 0.75, 0.5, 0.35)
@@ -45,10 +45,11 @@ GROWS = (1, 2)
 FOLDS = 3
 
 
-def cached_features(scene: str):
-    f = CACHE / f"{scene}.npz"
+def cached_features(scene: str, edge: str = "default"):
+    """(training grids, test grids, test labels) of one of ped1_ceiling's EDGE_VARIANTS, cached."""
+    f = CACHE / (f"{scene}.npz" if edge == "default" else f"{scene}--{edge.replace(' ', '-')}.npz")
     if not f.exists():
-        train, test, y = features(scene, {})
+        train, test, y = features(scene, EDGE_VARIANTS[edge])
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(f, *train, *test, y=y, n_train=len(train))
     z = np.load(f)
