@@ -56,13 +56,25 @@ def extract(folder: Path, edge: EdgeConfig, desc: str) -> dict[str, np.ndarray]:
 
 
 def extract_timed(paths: dict[str, Path], edge: EdgeConfig, progress: Progress) -> tuple[dict, dict]:
-    """Feature grids and event times (ms) of each clip, as the edge samples it, with progress."""
-    grids, times = {}, {}
+    """Feature grids and event times (ms) of each clip, as the edge samples it, with progress. Clips
+    of another frame size than the first are refused: speeds are in the decoded frame's pixels (also
+    with ``edge.resize``), so a model fitted on two sizes learns neither's normal speeds."""
+    grids, times, first = {}, {}, None
     for i, (name, path) in enumerate(paths.items()):
         s = clip_samples(path, edge)
+        first = first or (path, s.size)
+        if s.size != first[1]:
+            raise ValueError(
+                f"{path}: {_size(s.size)} frames, but {first[0]}: {_size(first[1])}; a model is fitted on one "
+                "camera view at one frame size: train each size from a folder of its own"
+            )
         grids[name], times[name] = s.grids, s.ts_ms
         progress("features: clips decoded", i + 1, len(paths))
     return grids, times
+
+
+def _size(wh: tuple[int, int] | None) -> str:
+    return "no" if wh is None else f"{wh[0]}x{wh[1]}"
 
 
 def score_clips(

@@ -23,6 +23,8 @@ class ClipSamples(NamedTuple):
     frames: int  # frames the clip delivered, sampled or not (what frame-level labels count)
     # int64 [n]: each sampled frame's event time in ms from the first one's (the detector's clock)
     ts_ms: np.ndarray | None = None
+    # (width, height) of the decoded frames: the pixels the features' speeds are measured in
+    size: tuple[int, int] | None = None
 
 
 def clip_samples(path: str | Path, cfg: EdgeSettings, features: bool = True) -> ClipSamples:
@@ -35,8 +37,9 @@ def clip_samples(path: str | Path, cfg: EdgeSettings, features: bool = True) -> 
     )
     stream = CameraStream(str(path), settings, CameraStats())
     ex = make_extractor(settings) if features else None
-    out, positions, ts = [], [], []
+    out, positions, ts, size = [], [], [], None
     for s in sampled_frames(stream):
+        size = size or (s.gray.shape[1], s.gray.shape[0])
         if ex is not None:
             if s.gap:
                 ex.reset()
@@ -47,7 +50,7 @@ def clip_samples(path: str | Path, cfg: EdgeSettings, features: bool = True) -> 
         raise ValueError(f"no frames decoded from {path}")
     grids = np.stack(out).astype(np.float32) if ex is not None else None
     times = np.asarray(ts, np.int64)
-    return ClipSamples(grids, np.asarray(positions, np.int64), stream.delivered, times - times[0])
+    return ClipSamples(grids, np.asarray(positions, np.int64), stream.delivered, times - times[0], size)
 
 
 def clip_features(path: str | Path, cfg: EdgeSettings) -> np.ndarray:

@@ -37,3 +37,24 @@ def test_train_reports_progress_on_stderr_and_writes_a_tail_model(ped2, tmp_path
     # The normal dwell times per cell, over the clips' event time (the learned loitering detector's).
     assert saved.dwell is not None and len(saved.dwell.longest_s) == saved.grid[0]
     assert abs(saved.dwell.seconds - 42.0) < 0.5
+
+
+def test_train_refuses_clips_of_another_frame_size(ped2, tmp_path):
+    """Speeds are in the decoded frame's pixels: clips of two sizes in one folder are refused, both named
+    (edge.resize does not change that unit)."""
+    import pytest
+
+    ped1 = ped2.parent / "ucsd_ped1"
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "a.mp4").symlink_to(ped2 / "train" / "Train001.mp4")  # 360x240
+    (data / "train" / "b.mp4").symlink_to(ped1 / "train" / "Train001.mp4")  # 238x158
+    (data / "train" / "c.mp4").symlink_to(ped2 / "train" / "Train002.mp4")
+    for env in ({}, {"VAD_EDGE__RESIZE": "[238, 158]"}):
+        with pytest.raises(ValueError) as e:
+            train(data, tmp_path / "out", load_config(env=env).edge)
+        msg = str(e.value)
+        assert "b.mp4: 238x158 frames, but" in msg and "a.mp4: 360x240;" in msg and "folder of its own" in msg
+        assert not (tmp_path / "out" / "model.onnx").exists()
+    (data / "train" / "b.mp4").unlink()
+    assert train(data, tmp_path / "out", load_config(env={}).edge).training_data["clips"] == 2
