@@ -55,10 +55,13 @@ def extract(folder: Path, edge: EdgeConfig, desc: str) -> dict[str, np.ndarray]:
     return {p.stem: clip_features(p, edge) for p in tqdm(list_clips(folder), desc=desc, unit="clip")}
 
 
-def extract_timed(paths: dict[str, Path], edge: EdgeConfig, progress: Progress) -> tuple[dict, dict]:
-    """Feature grids and event times (ms) of each clip, as the edge samples it, with progress. Clips
-    of another frame size than the first are refused: speeds are in the decoded frame's pixels (also
-    with ``edge.resize``), so a model fitted on two sizes learns neither's normal speeds."""
+def extract_timed(
+    paths: dict[str, Path], edge: EdgeConfig, progress: Progress
+) -> tuple[dict, dict, tuple[int, int] | None]:
+    """Feature grids and event times (ms) of each clip, as the edge samples it, with progress, and
+    the clips' frame size (width, height). Clips of another frame size than the first are refused:
+    speeds are in the decoded frame's pixels (also with ``edge.resize``), so a model fitted on two
+    sizes learns neither's normal speeds."""
     grids, times, first = {}, {}, None
     for i, (name, path) in enumerate(paths.items()):
         s = clip_samples(path, edge)
@@ -70,7 +73,7 @@ def extract_timed(paths: dict[str, Path], edge: EdgeConfig, progress: Progress) 
             )
         grids[name], times[name] = s.grids, s.ts_ms
         progress("features: clips decoded", i + 1, len(paths))
-    return grids, times
+    return grids, times, first[1] if first else None
 
 
 def _size(wh: tuple[int, int] | None) -> str:
@@ -141,7 +144,7 @@ def _tail(smoothed: list[np.ndarray], times: list[np.ndarray], detect: DetectCon
 
 
 def _card(
-    kind, edge, window, source: str, clips, t0, frame, cells, ema_alpha, note, tail=None, dwell=None
+    kind, edge, window, source: str, clips, t0, frame, cells, ema_alpha, note, tail=None, dwell=None, frame_size=None
 ) -> ModelCard:
     rows, cols = edge.grid_rows, edge.grid_cols
     features = {k: getattr(edge, k) for k in EdgeSettings.model_fields}
@@ -164,6 +167,8 @@ def _card(
             "clips": len(clips),
             "frames": int(sum(len(g) for g in clips.values())),
             "seconds": round(time.monotonic() - t0, 1),
+            # The decoded frames' (width, height): the pixels the scales are in.
+            **({"frame_size": list(frame_size)} if frame_size else {}),
         },
         calibration=Calibration(
             frames=int(frame.size),
@@ -193,7 +198,7 @@ def train_mil(
     progress = progress or Progress()
     labels = read_clip_labels(data, clip_labels)
     t0 = time.monotonic()
-    grids, times = extract_timed({rel: data / rel for rel in labels}, edge, progress)
+    grids, times, size = extract_timed({rel: data / rel for rel in labels}, edge, progress)
     progress("fit")
     normal = {k: g for k, g in grids.items() if not labels[k]}
     scales = mil.fit_scales(list(normal.values()))
@@ -219,6 +224,7 @@ def train_mil(
         "MIL (Sultani et al. 2018) on clip labels; "
         f"weights {w.tolist()}, bias {b:.3f}; calibration in-sample on the normal clips.",
         tail,
+        frame_size=size,
     )
     card.save(card_path(model_path))
     progress(f"done: {model_path}")
@@ -243,8 +249,8 @@ def train(
     detect = detect or DetectConfig(ema_alpha=ema_alpha)
     progress = progress or Progress()
     t0 = time.monotonic()
-    clips, times = extract_timed({p.stem: p for p in list_clips(data / "train")}, edge, progress)
-    return fit_clips(clips, times, out, edge, kind, detect, progress, data.name, t0)
+    clips, times, size = extract_timed({p.stem: p for p in list_clips(data / "train")}, edge, progress)
+    return fit_clips(clips, times, out, edge, kind, detect, progress, data.name, t0, frame_size=size)
 
 
 def fit_clips(
@@ -257,10 +263,11 @@ def fit_clips(
     progress: Progress,
     source: str,
     t0: float,
+    frame_size: tuple[int, int] | None = None,
 ) -> ModelCard:
     """Fits ``kind`` on feature grids of normal clips ({name: [n, R, C, F]}, event times in ms) and
     exports ONNX + card to ``out``; what ``train`` does after decoding, and ``vad train
-    --from-kafka`` after reading a camera's records."""
+    --from-kafka`` after reading a camera's records (whose frame size the card then does not know)."""
     ema_alpha = detect.ema_alpha
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.onnx"
@@ -289,7 +296,8 @@ def fit_clips(
     tail = _tail(frame_scores, [times[k] for k in held_out], detect)
     frame = np.concatenate(frame_scores)
     cells = np.concatenate(cell_scores)
-    card = _card(kind, edge, window, source, clips, t0, frame, cells, ema_alpha, note, tail, dwell_norms(clips, times))
+    dwell = dwell_norms(clips, times)
+    card = _card(kind, edge, window, source, clips, t0, frame, cells, ema_alpha, note, tail, dwell, frame_size)
     card.save(card_path(model_path))
     progress(f"done: {model_path}")
     log.info("trained %s in %.1f s: %s", kind, time.monotonic() - t0, model_path)

@@ -39,7 +39,7 @@ def test_train_reports_progress_on_stderr_and_writes_a_tail_model(ped2, tmp_path
     assert abs(saved.dwell.seconds - 42.0) < 0.5
 
 
-def test_train_refuses_clips_of_another_frame_size(ped2, tmp_path):
+def test_train_refuses_clips_of_another_frame_size_and_records_the_size(ped2, tmp_path):
     """Speeds are in the decoded frame's pixels: clips of two sizes in one folder are refused, both named
     (edge.resize does not change that unit)."""
     import pytest
@@ -57,4 +57,13 @@ def test_train_refuses_clips_of_another_frame_size(ped2, tmp_path):
         assert "b.mp4: 238x158 frames, but" in msg and "a.mp4: 360x240;" in msg and "folder of its own" in msg
         assert not (tmp_path / "out" / "model.onnx").exists()
     (data / "train" / "b.mp4").unlink()
-    assert train(data, tmp_path / "out", load_config(env={}).edge).training_data["clips"] == 2
+    card = train(data, tmp_path / "out", load_config(env={}).edge)
+    assert card.training_data["clips"] == 2 and card.training_data["frame_size"] == [360, 240]
+    # Evaluated on clips of another size, the model is refused the same way.
+    from models.evaluate import evaluate
+
+    (data / "test").mkdir()
+    (data / "test" / "Test001.mp4").symlink_to(ped1 / "test" / "Test001.mp4")
+    (data / "labels.json").write_text('{"fps": 10, "clips": {"Test001": {"frames": 200, "anomalous_frames": []}}}')
+    with pytest.raises(ValueError, match=r"Test001.mp4: 238x158 frames, but the model was trained on 360x240"):
+        evaluate(data, tmp_path / "out" / "model.onnx", load_config(env={}))
