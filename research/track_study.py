@@ -14,10 +14,11 @@ as scalep scores flow magnitude (a per-cell 99th percentile of the training clip
 perspective floor), the frame score is the max over cells, smoothed as the detector does (EMA
 0.5); also max and mean with scalep, each over its held-out 99th percentile (fitted on the even
 training clips, scored on the odd ones), with a paired bootstrap over test clips of the max's gain
-over scalep. ``--lean``: 150 tracks, corners every fifth frame, no
-forward-backward check, no discs (what fits in about a millisecond a frame). ``--max-tracks N``:
-the variant with at most N tracks. ``--protocol``: the issue's training-only protocol instead, for
-scalep, the tracks and their max (see protocol(); a few minutes).
+over scalep. ``--lean``: 150 tracks, corners every fifth frame, no forward-backward check, no
+discs (what fits in about a millisecond a frame). ``--max-tracks N``: the variant with at most N
+tracks. ``--window N``: Lucas-Kanade windows of N x N pixels (15 above; the cost goes with their
+area). ``--protocol``: the issue's training-only protocol instead, for scalep, the tracks and their
+max (see protocol(); a few minutes).
 Findings: research/FINDINGS-issue26.md ("Point tracks").
 """
 
@@ -54,8 +55,11 @@ MOVE_THR = 1.0  # px a frame: the tracks the perspective floor's rows are weight
 
 
 class Tracks:
-    def __init__(self, k: int, grid: tuple[int, int], max_tracks: int, every: int, backward: bool, discs: bool):
+    def __init__(
+        self, k: int, grid: tuple[int, int], max_tracks: int, every: int, backward: bool, discs: bool, window: int = 15
+    ):
         self.k, self.grid = k, grid
+        self.lk = {**LK, "winSize": (window, window)}
         self.max_tracks, self.every, self.backward, self.discs = max_tracks, every, backward, discs
         self.pos = np.zeros((0, k + 1, 2), np.float32)  # the last k + 1 positions, newest last
         self.age = np.zeros(0, np.int32)
@@ -66,10 +70,10 @@ class Tracks:
     def _follow(self, cur: np.ndarray) -> None:
         h, w = cur.shape
         p0 = np.ascontiguousarray(self.pos[:, -1]).reshape(-1, 1, 2)
-        p1, st, _ = cv2.calcOpticalFlowPyrLK(self.prev, cur, p0, None, **LK)
+        p1, st, _ = cv2.calcOpticalFlowPyrLK(self.prev, cur, p0, None, **self.lk)
         ok = st[:, 0] == 1
         if self.backward:
-            back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.prev, p1, None, **LK)
+            back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.prev, p1, None, **self.lk)
             ok &= (st2[:, 0] == 1) & (np.linalg.norm((back - p0)[:, 0], axis=1) < 0.5)
         p1 = p1[:, 0]
         ok &= (p1[:, 0] >= 0) & (p1[:, 0] < w) & (p1[:, 1] >= 0) & (p1[:, 1] < h)
@@ -241,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", nargs="+", default=["ucsd_ped1", "ucsd_ped2"])
     ap.add_argument("--lean", action="store_true", help="the cheaper tracker (see above)")
     ap.add_argument("--max-tracks", type=int, default=None, help="instead of the variant's")
+    ap.add_argument("--window", type=int, default=15, help="Lucas-Kanade window side, pixels (cost ~ its area)")
     ap.add_argument("--protocol", action="store_true", help="the training-only protocol instead (see protocol())")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     settings = dict(LEAN if args.lean else FULL)
     if args.max_tracks:
         settings["max_tracks"] = args.max_tracks
+    settings["window"] = args.window
     for scene in args.scenes:
         print(json.dumps({scene: (protocol if args.protocol else study)(scene, settings)}), flush=True)
     return 0
