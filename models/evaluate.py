@@ -17,7 +17,9 @@ Definitions:
 - event_recall: share of labelled intervals overlapped by at least one event;
 - mean_delay_s: from the start of a detected interval to the OPEN of the first event overlapping it
   (0 when an event was already open), in seconds at the labels' fps; ``first_alert_delay_s`` is the
-  same figure under the name the event-quality goals use;
+  same figure under the name the event-quality goals use, ``median_first_alert_delay_s`` its median
+  (a mean over a few intervals is one slow one's), and ``per_clip`` gives each interval's
+  (``first_alert_delays_s``, null where no event overlaps it);
 - episodes_per_interval: mean number of events overlapping each labelled interval (1 is one alert
   per real event; an interval no event overlaps counts 0, so read it beside event_recall);
 - false_episodes_per_hour: events overlapping no labelled interval, per hour of normal video (the
@@ -119,6 +121,12 @@ def _overlaps(ev: tuple[int, int, int], iv: tuple[int, int]) -> bool:
     return ev[0] <= iv[1] and ev[2] >= iv[0]
 
 
+def _first_alert_s(r: ClipResult, iv: tuple[int, int], fps: float) -> float | None:
+    """Seconds from the interval's start to the OPEN of the first event overlapping it (None: none)."""
+    opens = [ev[1] for ev in r.events if _overlaps(ev, iv)]
+    return max(0, min(opens) - iv[0]) / fps if opens else None
+
+
 def metrics(results: list[ClipResult], fps: float) -> dict:
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
@@ -142,12 +150,8 @@ def metrics(results: list[ClipResult], fps: float) -> dict:
     false_alarms = sum(1 for r in results for ev in r.events if not any(_overlaps(ev, iv) for iv in r.intervals))
     normal_hours = float((y == 0).sum()) / fps / 3600
     intervals = [(r, iv) for r in results for iv in r.intervals]
-    delays, episodes = [], []
-    for r, iv in intervals:
-        hits = [ev for ev in r.events if _overlaps(ev, iv)]
-        episodes.append(len(hits))
-        if hits:
-            delays.append(max(0, min(ev[1] for ev in hits) - iv[0]) / fps)
+    episodes = [sum(_overlaps(ev, iv) for ev in r.events) for r, iv in intervals]
+    delays = [d for d in (_first_alert_s(r, iv, fps) for r, iv in intervals) if d is not None]
     false_per_hour = false_alarms / normal_hours if normal_hours > 0 else None
     mean_delay = float(np.mean(delays)) if delays else None
     out.update(
@@ -158,17 +162,19 @@ def metrics(results: list[ClipResult], fps: float) -> dict:
         episodes_per_interval=float(np.mean(episodes)) if episodes else None,
         mean_delay_s=mean_delay,
         first_alert_delay_s=mean_delay,
+        median_first_alert_delay_s=float(np.median(delays)) if delays else None,
     )
     return out
 
 
-def per_clip(results: list[ClipResult]) -> dict:
+def per_clip(results: list[ClipResult], fps: float) -> dict:
     from sklearn.metrics import roc_auc_score
 
     out = {}
     for r in results:
         auc = float(roc_auc_score(r.labels, r.scores)) if 0 < r.labels.sum() < len(r.labels) else None
-        out[r.name] = {"frames": len(r.labels), "auc": auc, "events": len(r.events)}
+        delays = [_first_alert_s(r, iv, fps) for iv in r.intervals]
+        out[r.name] = {"frames": len(r.labels), "auc": auc, "events": len(r.events), "first_alert_delays_s": delays}
     return out
 
 
@@ -237,7 +243,7 @@ def evaluate(data: Path, model_path: Path, cfg: Config, out: Path | None = None,
         if raw is not None:
             raw[clip.stem] = frame_raw
         log.info("%s: %d frames (%d sampled), %d events", clip.stem, sampled.frames, len(frame_raw), len(events))
-    report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results)}
+    report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results, fps)}
     if out is not None:
         report["plots"] = [str(p) for p in plot(results, threshold, out)]
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -86,7 +86,7 @@ def evaluate_streaming(data: Path, model_path: Path, cfg: Config, offline: dict 
         where = clip_samples(paths[name], edge, features=False)
         smoothed, events = detect_clip(name, raw, None, detector, frame_times_ms(where.positions, fps))
         results.append(clip_result(name, smoothed, raw, events, labels[name], where.positions, where.frames))
-    report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results), "streaming": True}
+    report = {**metrics(results, fps), "threshold": threshold, "per_clip": per_clip(results, fps), "streaming": True}
     report["wire_precision"] = cfg.edge.wire_precision
     if offline is not None:
         diffs = [np.max(np.abs(r.raw - offline[r.name])) for r in results if len(r.raw) == len(offline[r.name])]

@@ -205,6 +205,7 @@ def _cmd_evaluate(cfg, args) -> int:
         "episodes_per_interval",
         "false_episodes_per_hour",
         "first_alert_delay_s",
+        "median_first_alert_delay_s",
         "frames",
         "clips",
         "threshold",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.evaluate import clip_result, metrics
+from models.evaluate import clip_result, metrics, per_clip
 
 
 def test_every_frame_sampled_is_the_identity():
@@ -56,7 +56,9 @@ def test_event_quality_counts_episodes_per_interval_false_episodes_and_first_ale
     normal_hours = (36_000 - 201 - 101) / 10 / 3600
     assert m["false_episodes_per_hour"] == pytest.approx(2 / normal_hours)
     assert m["first_alert_delay_s"] == pytest.approx(((120 - 100) / 10 + 0) / 2)
+    assert m["median_first_alert_delay_s"] == pytest.approx(1.0)
     assert m["event_recall"] == 1.0
+    assert per_clip([r], fps=10.0)["c"]["first_alert_delays_s"] == [2.0, 0.0]
 
 
 def test_a_missed_interval_counts_zero_episodes_and_no_delay():
@@ -64,4 +66,6 @@ def test_a_missed_interval_counts_zero_episodes_and_no_delay():
     m = metrics([r], fps=10.0)
     assert m["episodes_per_interval"] == pytest.approx(0.5)
     assert m["event_recall"] == 0.5 and m["first_alert_delay_s"] == pytest.approx(6.0)
+    assert m["median_first_alert_delay_s"] == pytest.approx(6.0)
     assert m["false_episodes_per_hour"] == 0
+    assert per_clip([r], fps=10.0)["c"]["first_alert_delays_s"] == [6.0, None]
