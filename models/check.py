@@ -52,6 +52,11 @@ def load_card(model_path: Path) -> ModelCard:
         )
     if card.channels != N_CHANNELS:
         raise ModelError(f"{path}: channels is {card.channels}, but the records carry {N_CHANNELS} per cell")
+    size = card.training_data.get("frame_size")
+    if size is not None and not (
+        isinstance(size, list) and len(size) == 2 and all(type(v) is int and 0 < v < 65536 for v in size)
+    ):
+        raise ModelError(f"{path}: training_data.frame_size is {size!r}, not [width, height] in pixels")
     try:
         edge = card.edge_config(EdgeConfig())
     except ValidationError as e:

@@ -27,8 +27,9 @@ class CameraFrames:
     clips: dict[str, np.ndarray] = field(default_factory=dict)  # name -> grids [n, R, C, F]
     times: dict[str, np.ndarray] = field(default_factory=dict)  # name -> event times (ms)
     grid: tuple[int, int] | None = None
+    frame_size: tuple[int, int] | None = None  # (width, height) of the newest record's frames
     records: int = 0
-    skipped: int = 0  # records of the camera that did not decode, or of another grid
+    skipped: int = 0  # records of the camera that did not decode, of another grid or frame size
 
 
 def _clips(frames: list, segment_ms: int, min_frames: int) -> tuple[dict, dict]:
@@ -104,6 +105,13 @@ def read_camera(
             raise TimeoutError(f"reading {topic} took over {timeout_s:.0f} s; narrow --since/--until")
     finally:
         consumer.close()
+    # Speeds are in the frame's pixels: a camera whose resolution changed is fitted on its frames at
+    # the size it sends now, the size its model will score.
+    if frames:
+        out.frame_size = (frames[-1].frame_width, frames[-1].frame_height)
+        kept = [r for r in frames if (r.frame_width, r.frame_height) == out.frame_size]
+        out.skipped += len(frames) - len(kept)
+        frames = kept
     # One partition holds a camera's records in the order sent; a restarted edge's stream follows.
     out.records = len(frames)
     out.clips, out.times = _clips(frames, int(segment_s * 1000), min_frames)

@@ -267,7 +267,7 @@ def fit_clips(
 ) -> ModelCard:
     """Fits ``kind`` on feature grids of normal clips ({name: [n, R, C, F]}, event times in ms) and
     exports ONNX + card to ``out``; what ``train`` does after decoding, and ``vad train
-    --from-kafka`` after reading a camera's records (whose frame size the card then does not know)."""
+    --from-kafka`` after reading a camera's records."""
     ema_alpha = detect.ema_alpha
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.onnx"

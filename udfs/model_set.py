@@ -56,6 +56,9 @@ class Model:
     detector: EpisodeDetector
     layout_error: SchemaError | None
     grid: tuple[int, int]  # the card's, as records report theirs
+    # (width, height) of the frames it was trained on, as records report theirs; None: not recorded
+    # (a card from before it was)
+    frame_size: tuple[int, int] | None = None
 
     @property
     def window(self) -> int:
@@ -98,7 +101,9 @@ class ModelSet:
                 raise ModelError(f"{version.label}: its card has no normal dwell times, which {needs} needs")
         label = card.model_version if version is None else version.label
         detector = EpisodeDetector(self.detect, card.detection_threshold(self.detect), label, self.cameras)
-        return Model(label, card, OnnxScorer(path), detector, layout_mismatch(card), tuple(card.grid))
+        size = card.training_data.get("frame_size")
+        size = tuple(size) if size else None
+        return Model(label, card, OnnxScorer(path), detector, layout_mismatch(card), tuple(card.grid), size)
 
     def for_camera(self, camera_id: str) -> Model:
         view = self.views.get(camera_id)

@@ -252,12 +252,18 @@ class ScoreAndDetect(KeyedProcessFunction):
             model = self.models.for_camera(r.camera_id)
             if model.layout_error is not None:
                 errors.append((i, model.layout_error))
-            elif r.grid_shape == model.grid:
-                recs.append(r)
-            else:
+            elif r.grid_shape != model.grid:
                 # Valid on the wire but not scorable by this model: a camera whose edge runs with
                 # other settings than the model was trained with.
                 errors.append((i, SchemaError("grid_mismatch", f"grid {r.grid_shape}, the model scores {model.grid}")))
+            elif model.frame_size is not None and (r.frame_width, r.frame_height) != model.frame_size:
+                # Speeds are in the frame's pixels: a camera whose resolution changed since its model
+                # was trained would be scored against scales of another unit, silently.
+                w, h = model.frame_size
+                size = f"frames {r.frame_width}x{r.frame_height}, the model was trained on {w}x{h}"
+                errors.append((i, SchemaError("frame_size_mismatch", f"{size}: retrain it for this size")))
+            else:
+                recs.append(r)
         errors.sort(key=lambda t: t[0])
         for i, e in errors:
             self.m_dead.inc()

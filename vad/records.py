@@ -250,7 +250,9 @@ class DeadLetter(_Versioned):
         "truncated, bad_magic, unsupported_version (an edge newer than the job), bad_flags, bad_shape, "
         "bad_length, bad_camera_id, non_finite, bad_frame_index, bad_timestamp, bad_frame_size, bad_json, "
         "grid_mismatch (valid, but not the grid the model scores), layout_mismatch (valid, but not the feature "
-        "layout the model was trained on: the model card's feature_schema_version or channels).",
+        "layout the model was trained on: the model card's feature_schema_version or channels), "
+        "frame_size_mismatch (valid, but frames of another size than the model was trained on: its card's "
+        "training_data.frame_size).",
     )
     detail: str = Field(description="What exactly is wrong, for a human.")
     camera_id: str | None = Field(

@@ -36,7 +36,9 @@ def _cmd_train(cfg, args) -> int:
                 f"the records' grid is {got.grid}, the camera's edge settings make {edge.grid_rows}x{edge.grid_cols}"
             )
         source = f"kafka:{cfg.kafka.topics.features}/{args.camera}"
-        card = fit_clips(got.clips, got.times, Path(args.out), edge, args.model, cfg.detect, progress, source, t0)
+        card = fit_clips(
+            got.clips, got.times, Path(args.out), edge, args.model, cfg.detect, progress, source, t0, got.frame_size
+        )
     elif args.data is None:
         raise ValueError("give --data DIR (a folder with train/) or --from-kafka --camera ID --since WHEN")
     elif args.mil:

@@ -102,6 +102,7 @@ def test_train_from_kafka_then_publish_without_raw_video(job_env, produce, ped2,
     card = json.loads((out / "card.json").read_text())
     assert card["training_data"]["folder"] == f"kafka:{cfg.kafka.topics.features}/fk-cam"
     assert card["training_data"]["frames"] == sent["fk-cam"] and card["training_data"]["clips"] >= 2
+    assert card["training_data"]["frame_size"] == [360, 240]  # from the records' headers
     pub = [sys.executable, "-m", "vadctl.cli", "publish", "--model", str(out), "--view", "fk", "--version", "1"]
     done = subprocess.run(pub, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -101,6 +101,14 @@ def test_a_card_whose_edge_settings_are_invalid_names_the_edge_field(tmp_path):
     assert "edge.flow: " in _refused(_model(tmp_path, {"edge": {**edge, "flow": "magic"}}))
 
 
+@pytest.mark.parametrize("size", [[360], [360, "240"], [0, 240], "360x240"])
+def test_a_card_whose_frame_size_is_not_a_width_and_height(tmp_path, size):
+    data = json.loads((DEFAULT / "card.json").read_text())["training_data"]
+    msg = _refused(_model(tmp_path, {"training_data": {**data, "frame_size": size}}))
+    assert "training_data.frame_size is" in msg and "not [width, height] in pixels" in msg
+    check_model(_model(tmp_path, {"training_data": {**data, "frame_size": [360, 240]}}))
+
+
 def test_a_card_whose_grid_is_not_its_edge_settings(tmp_path):
     edge = json.loads((DEFAULT / "card.json").read_text())["edge"]
     msg = _refused(_model(tmp_path, {"edge": {**edge, "grid_rows": 6}}))

@@ -149,6 +149,28 @@ def test_records_of_another_feature_layout_than_the_models_are_dead_lettered(tmp
     assert "the model scores layout" in dead[0]["detail"] and dead[0]["camera_id"] == "a"
 
 
+def test_frames_of_another_size_than_the_models_are_dead_lettered(tmp_path):
+    """The card's training_data.frame_size (vad train records it): speeds are in those pixels."""
+    import shutil
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(MODEL, model)
+    card = json.loads((REPO_ROOT / "models" / "default" / "card.json").read_text())
+    card["training_data"] = {**card["training_data"], "frame_size": [238, 158]}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    cfg = DetectConfig(merge_gap_s=0, threshold=1.0, ema_alpha=1.0, min_duration_s=0)
+    op = ScoreAndDetect(str(model), cfg, 5000, 3600, emit_scores=True)
+    op.open(_Runtime())
+    small = FrameFeatures("b", 0, 1_800_000_000_000, 238, 158, np.zeros((12, 18, N_CHANNELS), np.float32)).encode()
+    scores, _, dead = run(op, [rec("a", 0), small, rec("a", 1)])  # rec: 360x240 frames
+    assert [(s["camera_id"], s["frame_index"]) for s in scores] == [("b", 0)]
+    assert [d["reason"] for d in dead] == ["frame_size_mismatch", "frame_size_mismatch"]
+    assert "frames 360x240, the model was trained on 238x158" in dead[0]["detail"] and dead[0]["camera_id"] == "a"
+    # A card without it (the default model's, from before it was recorded) checks nothing.
+    scores, _, dead = run(operator(), [rec("a", 0), small])
+    assert len(scores) == 2 and dead == []
+
+
 def test_a_batchs_events_leave_once_for_kafka_and_once_for_redis_under_the_shard_key():
     op = operator(update_every_s=100)
     out = list(op.process_element(pack_batch([rec("a", 0, 50.0), rec("b", 0, 50.0)]), _Ctx(ts=1)))
