@@ -11,6 +11,7 @@ import pyflink
 from pyflink.common import Configuration
 
 from vad.config import LOCAL_CHECKPOINT_DIR, LOCAL_SAVEPOINT_DIR, REPO_ROOT, Config, state_dir
+from vad.jvm import with_tmpdir
 
 CONNECTOR_DIR = REPO_ROOT / ".cache" / "jars" / "flink"
 
@@ -44,9 +45,8 @@ def local_run_options(cfg: Config) -> None:
     the environment wins."""
     if cfg.job.local_jvm_options and "JVM_ARGS" not in os.environ:
         os.environ["JVM_ARGS"] = cfg.job.local_jvm_options
-    tmp = os.environ.get("TMPDIR")
-    if tmp and not any(c.isspace() for c in tmp) and "-Djava.io.tmpdir=" not in os.environ.get("JVM_ARGS", ""):
-        os.environ["JVM_ARGS"] = " ".join(filter(None, [os.environ.get("JVM_ARGS"), f"-Djava.io.tmpdir={tmp}"]))
+    if (tmp := os.environ.get("TMPDIR")) and (args := with_tmpdir(os.environ.get("JVM_ARGS", ""), tmp)):
+        os.environ["JVM_ARGS"] = args
     os.environ.setdefault(PYTHON_WORKER_MODE_ENV, cfg.job.local_python_worker)
     if "FLINK_LOG_DIR" not in os.environ and "PYFLINK_GATEWAY_PORT" not in os.environ:
         log_dir = state_dir(cfg) / "log"

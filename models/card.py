@@ -61,6 +61,13 @@ class ModelCard(BaseModel):
     metrics: dict = {}
     notes: str = ""
 
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the frames it was trained on (``training_data.frame_size``; the pixels
+        its speeds are in), or None when the card does not say (models.check validates it)."""
+        size = self.training_data.get("frame_size")
+        return (size[0], size[1]) if size else None
+
     def threshold(self, quantile: str) -> float:
         q = self.calibration.frame_score_quantiles
         if quantile not in q:

@@ -230,11 +230,10 @@ def evaluate(data: Path, model_path: Path, cfg: Config, out: Path | None = None,
         if clip.stem not in labels:
             raise ValueError(f"{clip.name} has no entry in {data / 'labels.json'}")
         sampled = clip_samples(clip, edge)
-        trained = card.training_data.get("frame_size")
-        if trained and sampled.size and list(sampled.size) != list(trained):
+        if card.frame_size is not None and sampled.size != card.frame_size:
             raise ValueError(
                 f"{clip}: {sampled.size[0]}x{sampled.size[1]} frames, but the model was trained on "
-                f"{trained[0]}x{trained[1]}: its scales are in those pixels"
+                f"{card.frame_size[0]}x{card.frame_size[1]}: its scales are in those pixels"
             )
         ts = frame_times_ms(sampled.positions, fps)
         smoothed, frame_raw, events = score_clip(clip.stem, sampled.grids, scorer, detector, card.window, ts)

@@ -67,17 +67,14 @@ def extract_timed(
         s = clip_samples(path, edge)
         first = first or (path, s.size)
         if s.size != first[1]:
+            (w, h), (w0, h0) = s.size, first[1]
             raise ValueError(
-                f"{path}: {_size(s.size)} frames, but {first[0]}: {_size(first[1])}; a model is fitted on one "
-                "camera view at one frame size: train each size from a folder of its own"
+                f"{path}: {w}x{h} frames, but {first[0]}: {w0}x{h0}; a model is fitted on one camera view at one "
+                "frame size: train each size from a folder of its own"
             )
         grids[name], times[name] = s.grids, s.ts_ms
         progress("features: clips decoded", i + 1, len(paths))
     return grids, times, first[1] if first else None
-
-
-def _size(wh: tuple[int, int] | None) -> str:
-    return "no" if wh is None else f"{wh[0]}x{wh[1]}"
 
 
 def score_clips(

@@ -31,7 +31,7 @@ from sklearn.metrics import roc_auc_score
 from models.scorers import scalep
 from models.train import _ema
 from research.flow_study import gray_frames
-from research.offpath_study import CACHE, cached_features, fit_with_held_q99
+from research.offpath_study import CACHE, cached_features, fit_with_held_q99, lowered_floor
 from research.ped1_ceiling import DATA, MAG
 from vad.config import EdgeSettings
 
@@ -76,13 +76,6 @@ def ground_distance(train: list[np.ndarray], bg: np.ndarray) -> tuple[np.ndarray
     return freq, np.sqrt(((z[:, :, None] - walked[None, None]) ** 2).sum(-1)).min(-1)
 
 
-def floor_fit(train: list[np.ndarray], off: np.ndarray, gamma: float) -> np.ndarray:
-    s = scalep.fit(train)
-    m = np.concatenate([c[..., MAG] for c in train])
-    low = np.maximum(gamma * s, scalep.neighbourhood_quantile(m, 99.0, 0))
-    return np.where(off, np.minimum(s, low), s).astype(np.float32)
-
-
 def foot(c: np.ndarray, d: np.ndarray, s: np.ndarray, thr: float) -> np.ndarray:
     moving = c[..., MAG] / s > thr
     below = np.zeros_like(moving)
@@ -107,7 +100,7 @@ def study(scene: str) -> dict[str, float]:
     for tau in (0.3, 0.5, 0.8):
         for gamma in (0.75, 0.5):
             off = (d > tau) & (freq < WALKED)
-            out[f"floor tau {tau} gamma {gamma} ({off.sum()} cells)"] = auc(scores(floor_fit(train, off, gamma)))
+            out[f"floor tau {tau} gamma {gamma} ({off.sum()} cells)"] = auc(scores(lowered_floor(train, off, gamma)))
     # The foot cue's unit: its 99th percentile on the odd training clips, fitted on the even ones.
     _, d_half = ground_distance(train[0::2], bg)
     s_half = scalep.fit(train[0::2])

@@ -91,12 +91,19 @@ def _on_path(m: np.ndarray, f_min: float, r: int, move_thr: float = 0.3) -> np.n
 
 
 def fit(train: list[np.ndarray], gamma: float, f_min: float, r: int) -> np.ndarray:
-    s = scalep.fit(train)
     if gamma == 1.0:
-        return s
+        return scalep.fit(train)
+    m = np.concatenate([c[..., MAG] for c in train])
+    return lowered_floor(train, ~_on_path(m, f_min, r), gamma)
+
+
+def lowered_floor(train: list[np.ndarray], off: np.ndarray, gamma: float) -> np.ndarray:
+    """scalep fitted on the clips, its floor lowered to gamma x its scale in the ``off`` cells [R, C],
+    a cell's own 99th percentile still bounding it from below."""
+    s = scalep.fit(train)
     m = np.concatenate([c[..., MAG] for c in train])
     low = np.maximum(gamma * s, scalep.neighbourhood_quantile(m, 99.0, 0))
-    return np.where(~_on_path(m, f_min, r), np.minimum(s, low), s).astype(np.float32)
+    return np.where(off, np.minimum(s, low), s).astype(np.float32)
 
 
 def frame_scores(c: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -101,9 +101,7 @@ class ModelSet:
                 raise ModelError(f"{version.label}: its card has no normal dwell times, which {needs} needs")
         label = card.model_version if version is None else version.label
         detector = EpisodeDetector(self.detect, card.detection_threshold(self.detect), label, self.cameras)
-        size = card.training_data.get("frame_size")
-        size = tuple(size) if size else None
-        return Model(label, card, OnnxScorer(path), detector, layout_mismatch(card), tuple(card.grid), size)
+        return Model(label, card, OnnxScorer(path), detector, layout_mismatch(card), tuple(card.grid), card.frame_size)
 
     def for_camera(self, camera_id: str) -> Model:
         view = self.views.get(camera_id)

@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from vad.config import LOCAL_CHECKPOINT_DIR, LOCAL_SAVEPOINT_DIR, REPO_ROOT, Config, state_dir
+from vad.jvm import with_tmpdir
 from vadctl.stack import Service, StackError, stop_process
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,9 @@ def write_conf(cfg: Config) -> Path:
             "execution.checkpointing.savepoint-dir": cfg.resolve_uri(cfg.job.savepoint_dir or LOCAL_SAVEPOINT_DIR),
         }
     )
-    opts = str(settings.get("env.java.opts.all", ""))
-    if "-Djava.io.tmpdir=" not in opts and not any(c.isspace() for c in str(base)):
-        # The JVMs' own temporary files (the native libraries the Kafka client unpacks) too.
-        settings["env.java.opts.all"] = f"{opts} -Djava.io.tmpdir={base / 'tmp'}".strip()
+    # The JVMs' own temporary files (the native libraries the Kafka client unpacks) too.
+    if opts := with_tmpdir(str(settings.get("env.java.opts.all", "")), base / "tmp"):
+        settings["env.java.opts.all"] = opts
     header = "# Written by `vad stack up --cluster` (vadctl/cluster.py); rewritten on every start.\n"
     (conf / "config.yaml").write_text(header + yaml.safe_dump(settings, sort_keys=True, width=1 << 16))
     return conf
@@ -352,10 +352,9 @@ def submit(cfg: Config, config_path: str | None = None, from_savepoint: str | No
     env.setdefault("JVM_ARGS", "-Xmx512m")  # the client JVM; its default is 1/4 of the RAM
     Path(env["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vad-submit-") as tmp:
-        if "-Djava.io.tmpdir=" not in env["JVM_ARGS"] and not any(c.isspace() for c in tmp):
-            # The client JVM's own temporary files (PyFlink's distributed-cache folder) go with the
-            # rest of the submission; left in /tmp, every submit added one.
-            env["JVM_ARGS"] += f" -Djava.io.tmpdir={tmp}"
+        # The client JVM's own temporary files (PyFlink's distributed-cache folder) go with the rest
+        # of the submission; left in /tmp, every submit added one.
+        env["JVM_ARGS"] = with_tmpdir(env["JVM_ARGS"], tmp)
         argv = ["bash", str(flink_home(cfg) / "bin" / "flink"), "run", "--detached", "-m", cfg.cluster.rest_address]
         # The workers' interpreter: this venv's path, so the TaskManagers must have it (same machine,
         # or an image built like docker/Dockerfile); -pyarch would ship a packed venv instead.
