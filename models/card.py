@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models import tensors
 from models.tail import TailModel
 from vad.config import DetectConfig, EdgeConfig
+from vad.edge.digest import settings_digest
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,12 @@ class ModelCard(BaseModel):
         its speeds are in), or None when the card does not say (models.check validates it)."""
         size = self.training_data.get("frame_size")
         return (size[0], size[1]) if size else None
+
+    @property
+    def edge_digest(self) -> int | None:
+        """The edge digest (vad.edge.digest) of the settings it was trained with, as records state
+        theirs; None for a card that records no edge settings."""
+        return settings_digest(self.edge_config(EdgeConfig())) if self.edge else None
 
     def threshold(self, quantile: str) -> float:
         q = self.calibration.frame_score_quantiles

@@ -11,6 +11,7 @@ up (`vad stack up`).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,9 +59,9 @@ def streamed_scores(data: Path, model_path: Path, cfg: Config, timeout_s: float 
     }
     # The producer computes features with the model's edge settings, as in-process evaluation does.
     card = ModelCard.load(card_path(model_path))
+    # JSON is YAML, as the config reads the environment: null (target_fps: null) travels too.
     for k, v in card.edge.items():
-        if v is not None:
-            env[f"VAD_EDGE__{k.upper()}"] = str(v).lower() if isinstance(v, bool) else str(v)
+        env[f"VAD_EDGE__{k.upper()}"] = json.dumps(v)
     run_cfg = load_config(env=env)
     ensure_topics(run_cfg.kafka)
     clips = list_clips(data / "test")

@@ -30,6 +30,7 @@ class CameraFrames:
     frame_size: tuple[int, int] | None = None  # (width, height) of the newest record's frames
     records: int = 0
     skipped: int = 0  # records of the camera that did not decode, of another grid or frame size
+    other_settings: int = 0  # records whose edge stated other feature settings than ``edge_digest``
 
 
 def _clips(frames: list, segment_ms: int, min_frames: int) -> tuple[dict, dict]:
@@ -59,8 +60,11 @@ def read_camera(
     segment_s: float = 60.0,
     min_frames: int = 16,
     timeout_s: float = 600.0,
+    edge_digest: int | None = None,
 ) -> CameraFrames:
-    """The camera's frames in [since_ms, until_ms) of event time as clips (see the module)."""
+    """The camera's frames in [since_ms, until_ms) of event time as clips (see the module). With
+    ``edge_digest`` (vad.edge.digest), records whose edge states other settings are left out and
+    counted: the card will record those settings as the ones its model's features are computed with."""
     topic = cfg.kafka.topics.features
     consumer = make_consumer(cfg.kafka, consumer_timeout_ms=1000)
     out, frames = CameraFrames(), []
@@ -90,6 +94,9 @@ def read_camera(
                         out.skipped += m.key is not None
                         continue
                     if r.camera_id != camera_id or r.ts_ms < since_ms or (until_ms is not None and r.ts_ms >= until_ms):
+                        continue
+                    if edge_digest is not None and r.edge_digest and r.edge_digest != edge_digest:
+                        out.other_settings += 1
                         continue
                     if out.grid is None:
                         out.grid = r.grid_shape

@@ -92,6 +92,7 @@ DECODE_REASONS = frozenset(
         "bad_frame_index",
         "bad_timestamp",
         "bad_frame_size",
+        "bad_edge_digest",
         "bad_json",
     }
 )
@@ -119,6 +120,7 @@ def frame_features(draw) -> FrameFeatures:
     flat = f.reshape(-1)
     for i, v in draw(st.lists(st.tuples(st.integers(0, flat.size - 1), st.sampled_from(_SPECIAL)), max_size=3)):
         flat[i] = v
+    version = draw(st.sampled_from([1, 2, 3, 4, 4]))
     return FrameFeatures(
         camera_id=draw(camera_ids),
         frame_index=draw(st.integers(0, 2**63 - 1)),
@@ -127,7 +129,8 @@ def frame_features(draw) -> FrameFeatures:
         frame_height=draw(st.integers(1, 65535)),
         features=f,
         flags=draw(st.sampled_from([0, FLAG_GAP])),
-        schema_version=draw(st.sampled_from([1, 2, 3])),
+        schema_version=version,
+        edge_digest=draw(st.sampled_from([0, 1, 2**32 - 1]) | st.integers(0, 2**32 - 1)) if version >= 4 else 0,
     )
 
 
@@ -254,7 +257,7 @@ def random_headers(draw) -> bytes:
     """The magic, then any header field values, a camera id and as many value bytes as the header
     asks for (half the time; random bytes rarely get past the magic or the length check)."""
     # Mostly what a reader knows, so that inputs get past the first checks to the later ones.
-    version = draw(st.sampled_from([1, 2, 3, 3, 3, 0, 4, 255]))
+    version = draw(st.sampled_from([1, 2, 3, 4, 4, 4, 0, 5, 255]))
     flags = draw(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 255]))
     rows, cols = draw(st.sampled_from([1, 2, 3, 0])), draw(st.sampled_from([1, 2, 3, 0]))
     channels = draw(st.sampled_from([N_CHANNELS] * 4 + [0, 11, 13, 65535]))
@@ -275,7 +278,8 @@ def random_headers(draw) -> bytes:
     )
     dense = (2 if flags & FLAG_HALF else 4) * rows * cols * channels
     exact = dense <= 4096 and draw(st.booleans())
-    return head + cam + draw(st.binary(min_size=dense, max_size=dense) if exact else st.binary(max_size=600))
+    digest = draw(st.binary(min_size=4, max_size=4)) if version == 4 and exact else b""
+    return head + cam + digest + draw(st.binary(min_size=dense, max_size=dense) if exact else st.binary(max_size=600))
 
 
 def raw_shard(data: bytes, shards: int) -> int:

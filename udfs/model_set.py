@@ -27,8 +27,9 @@ from models.card import ModelCard, card_path
 from models.check import ModelError, check_model
 from models.onnx_session import OnnxScorer
 from models.registry import Version, latest
-from vad.config import DetectConfig
+from vad.config import DetectConfig, EdgeConfig
 from vad.detect import EpisodeDetector
+from vad.edge.digest import describe
 from vad.schema import FEATURE_LAYOUT_VERSION, N_CHANNELS, SchemaError
 from vad.windows import fill_window
 
@@ -48,6 +49,16 @@ def layout_mismatch(card: ModelCard) -> SchemaError | None:
     )
 
 
+def edge_mismatch(digest: int, model: Model) -> SchemaError:
+    """A record whose edge computed its features with other settings than the model was trained
+    with (vad.edge.digest): valid, but its scores would be wrong without any other sign."""
+    return SchemaError(
+        "edge_settings_mismatch",
+        f"edge digest {digest}, the model {model.label} was trained with edge digest {model.edge_digest} "
+        f"({model.edge_text}): run the camera's edge with those settings, or retrain on its features",
+    )
+
+
 @dataclass
 class Model:
     label: str  # what events carry: the card's model_version, or <view>/<version> from the registry
@@ -59,6 +70,9 @@ class Model:
     # (width, height) of the frames it was trained on, as records report theirs; None: not recorded
     # (a card from before it was)
     frame_size: tuple[int, int] | None = None
+    # The edge digest of the card's edge settings, as records state theirs; None: the card has none
+    edge_digest: int | None = None
+    edge_text: str = ""  # those settings in a line, for the dead letters of records computed otherwise
 
     @property
     def window(self) -> int:
@@ -101,7 +115,17 @@ class ModelSet:
                 raise ModelError(f"{version.label}: its card has no normal dwell times, which {needs} needs")
         label = card.model_version if version is None else version.label
         detector = EpisodeDetector(self.detect, card.detection_threshold(self.detect), label, self.cameras)
-        return Model(label, card, OnnxScorer(path), detector, layout_mismatch(card), tuple(card.grid), card.frame_size)
+        return Model(
+            label,
+            card,
+            OnnxScorer(path),
+            detector,
+            layout_mismatch(card),
+            tuple(card.grid),
+            card.frame_size,
+            card.edge_digest,
+            describe(card.edge_config(EdgeConfig())) if card.edge else "",
+        )
 
     def for_camera(self, camera_id: str) -> Model:
         view = self.views.get(camera_id)

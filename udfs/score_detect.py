@@ -47,7 +47,7 @@ from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueSt
 from udfs.batches import dead_letter, unpack_batch
 from udfs.beam_sampler import disable_sampling_thread
 from udfs.metrics import Announcement, vad_metrics
-from udfs.model_set import ModelSet
+from udfs.model_set import ModelSet, edge_mismatch
 from udfs.score_drift import ScoreDrift
 from vad.batch_decode import decode_batch
 from vad.config import DetectConfig, views_of
@@ -262,6 +262,8 @@ class ScoreAndDetect(KeyedProcessFunction):
                 w, h = model.frame_size
                 size = f"frames {r.frame_width}x{r.frame_height}, the model was trained on {w}x{h}"
                 errors.append((i, SchemaError("frame_size_mismatch", f"{size}: retrain it for this size")))
+            elif r.edge_digest and model.edge_digest is not None and r.edge_digest != model.edge_digest:
+                errors.append((i, edge_mismatch(r.edge_digest, model)))
             else:
                 recs.append(r)
         errors.sort(key=lambda t: t[0])

@@ -248,11 +248,13 @@ class DeadLetter(_Versioned):
         pattern=r"^[a-z][a-z0-9_]*$",
         description="Short stable code of what is wrong, for metrics and alerts: bad_type, oversize, "
         "truncated, bad_magic, unsupported_version (an edge newer than the job), bad_flags, bad_shape, "
-        "bad_length, bad_camera_id, non_finite, bad_frame_index, bad_timestamp, bad_frame_size, bad_json, "
+        "bad_length, bad_camera_id, non_finite, bad_frame_index, bad_timestamp, bad_frame_size, bad_edge_digest, "
+        "bad_json, "
         "grid_mismatch (valid, but not the grid the model scores), layout_mismatch (valid, but not the feature "
         "layout the model was trained on: the model card's feature_schema_version or channels), "
         "frame_size_mismatch (valid, but frames of another size than the model was trained on: its card's "
-        "training_data.frame_size).",
+        "training_data.frame_size), edge_settings_mismatch (valid, but computed with other edge settings "
+        "than the model was trained with: the record's edge digest against its card's edge settings).",
     )
     detail: str = Field(description="What exactly is wrong, for a human.")
     camera_id: str | None = Field(

@@ -5,16 +5,16 @@ fixed little-endian header, the camera id, then float32 cells, dense or sparse) 
 list would be ~4x larger and slower to parse in the job's hot path. ``to_json``/``from_json`` exist
 for debugging.
 
-Wire layout, schema version 3 (all little-endian; version 2 is the same without the HALF flag,
-version 1 without SPARSE and HALF)::
+Wire layout, schema version 4 (all little-endian; version 3 is the same without the edge digest,
+version 2 also without the HALF flag, version 1 also without SPARSE)::
 
     offset size field
     0      4    magic  b"VADF"
-    4      1    schema version (2; 1 is still read)
+    4      1    schema version (4; 1 to 3 are still read)
     5      1    flags (bit 0: GAP, the first record of a producer stream, or frames were lost
                 before this one;
                 bit 1: SPARSE, the features are stored sparse, versions 2 and 3;
-                bit 2: HALF, the feature values are float16, version 3 only)
+                bit 2: HALF, the feature values are float16, versions 3 and 4)
     6      2    camera id length in bytes (n)
     8      8    frame index (uint64, per camera and producer stream: from 0, increasing)
     16     8    event timestamp, ms since the Unix epoch (int64)
@@ -24,26 +24,21 @@ version 1 without SPARSE and HALF)::
     30     2    grid cols
     32     2    channels per cell (must equal len(CHANNELS) for this version)
     34     n    camera id, UTF-8
-    34+n   features, C order [rows, cols, channels], each value float32 (4 bytes) or, with HALF,
+    34+n   4    edge digest (uint32): the edge's feature settings (vad.edge.digest), 0 if not stated
+    38+n   features, C order [rows, cols, channels], each value float32 (4 bytes) or, with HALF,
            float16 (2 bytes), either
            dense:  rows*cols*channels values
            SPARSE: a bit mask of ceil(rows*cols*channels/8) bytes (bit i, least significant bit
                    first, set when value i is not zero), then the non-zero values
 
-Sparse because motion features are mostly exact zeros (cells without moving pixels): on Ped2 83 % of
-the values, so a 12x18 grid takes ~2.1 KB instead of ~10.4 KB. Every byte of a record is copied
-several times on its way through the job (Kafka, the JVM's network stack, the Python worker), and a
-pass-through PyFlink job measured here ran ~1.5x faster on 2.6 KB records than on 10.4 KB ones. The
-encoder picks whichever form is smaller; readers accept versions 1 to 3.
+SPARSE because motion features are mostly exact zeros (83 % of Ped2's values: ~2.1 KB a record
+instead of ~10.4 KB), and every byte is copied several times on its way through the job; the encoder
+picks whichever form is smaller. HALF because the values are most of the rest (~1.25 KB as float16);
+float16 moved the model's frame scores by at most 0.04 % on Ped2, and a value beyond its range
+(65504) makes the record travel as float32 (``edge.wire_precision``; ``encode`` is exact unless
+asked). Figures: docs/decisions/float16-sparse-wire-format.md. Readers accept versions 1 to 4.
 
-HALF because the values are the rest of a record's bytes (~1.8 of a sparse record's 2.1 KB on Ped2):
-as float16 a record takes ~1.25 KB. float16 keeps 11 significant bits (a relative error of at most
-2^-11 per value); on Ped2's features the model's frame scores moved by at most 6e-4 (0.04 %).
-Values beyond float16's range (65504) are never rounded to infinity: such a record travels as
-float32. Whether the edge sends float16 or float32 is ``edge.wire_precision``; ``encode`` is exact
-(float32) unless asked.
-
-Channel layout (per cell, the same in versions 1 and 2: ``FEATURE_LAYOUT_VERSION``) is ``CHANNELS``
+Channel layout (per cell, the same in all versions: ``FEATURE_LAYOUT_VERSION``) is ``CHANNELS``
 below: mean flow dx and dy (pixels/frame at the original resolution), mean flow magnitude, a
 magnitude-weighted histogram of flow direction in 8 bins of 45 degrees centred on +x, then turning
 towards +y (image coordinates, y down: bin 2 is motion down the image), and a foreground cue (mean
@@ -61,14 +56,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-SCHEMA_VERSION = 3  # what the encoder writes
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4  # what the encoder writes
+READABLE_VERSIONS = (1, 2, 3, 4)
 FEATURE_LAYOUT_VERSION = 1  # the channels below; a model card names the layout it was trained on
 MAGIC = b"VADF"
 FLAG_GAP = 0x01
 FLAG_SPARSE = 0x02  # wire encoding only: never set on a decoded FrameFeatures
 FLAG_HALF = 0x04  # wire encoding only, like SPARSE
 _KNOWN_FLAGS = {1: FLAG_GAP, 2: FLAG_GAP | FLAG_SPARSE, 3: FLAG_GAP | FLAG_SPARSE | FLAG_HALF}
+_KNOWN_FLAGS[4] = _KNOWN_FLAGS[3]
+DIGEST_SINCE = 4  # the first version with the edge digest
+_DIGEST = struct.Struct("<I")
 WIRE_PRECISIONS = ("float32", "float16")
 _F16_MAX = float(np.finfo(np.float16).max)
 
@@ -118,6 +116,7 @@ class FrameFeatures:
     features: np.ndarray  # float32 [rows, cols, N_CHANNELS]
     flags: int = 0
     schema_version: int = field(default=SCHEMA_VERSION)
+    edge_digest: int = 0  # the edge's feature settings (vad.edge.digest); 0: not stated
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -155,9 +154,13 @@ class FrameFeatures:
             raise SchemaError("bad_timestamp", f"ts_ms {self.ts_ms} outside 2000..2200")
         if not (0 < self.frame_width < 65536 and 0 < self.frame_height < 65536):
             raise SchemaError("bad_frame_size", f"{self.frame_width}x{self.frame_height}")
+        if type(self.edge_digest) is not int or not 0 <= self.edge_digest < 2**32:
+            raise SchemaError("bad_edge_digest", f"edge digest {self.edge_digest!r} is not a uint32")
+        if self.edge_digest and self.schema_version < DIGEST_SINCE:
+            raise SchemaError("bad_edge_digest", f"schema version {self.schema_version} has no edge digest")
 
     def encode(self, precision: str = "float32") -> bytes:
-        """The wire record. ``precision="float16"`` halves the values' bytes (schema version 3 only;
+        """The wire record. ``precision="float16"`` halves the values' bytes (schema version 3 on;
         a record with a value beyond float16's range is sent as float32)."""
         self.validate()
         if precision not in WIRE_PRECISIONS:
@@ -189,7 +192,8 @@ class FrameFeatures:
             cols,
             ch,
         )
-        return head + cam + payload
+        digest = _DIGEST.pack(self.edge_digest) if self.schema_version >= DIGEST_SINCE else b""
+        return head + cam + digest + payload
 
     def to_json(self) -> str:
         """Debug form: readable, lossless for float32, ~4x larger than the wire form."""
@@ -203,6 +207,7 @@ class FrameFeatures:
                 "grid_shape": list(self.grid_shape),
                 "channels": list(CHANNELS),
                 "flags": self.flags,
+                "edge_digest": self.edge_digest,
                 "features": self.features.tolist(),
             }
         )
@@ -223,6 +228,7 @@ class FrameFeatures:
                 features=features,
                 flags=int(d.get("flags", 0)),
                 schema_version=int(d["schema_version"]),
+                edge_digest=int(d.get("edge_digest", 0)),
             )
         # OverflowError: int() of a JSON Infinity, a feature beyond float; RecursionError: nesting
         # deeper than the interpreter's stack. Both are malformed input, like the rest.
@@ -285,6 +291,7 @@ class Head(NamedTuple):
     start: int  # offset of the feature bytes
     size: int  # values in the grid: rows * cols * channels
     dtype: str  # of the values on the wire: "<f4", or "<f2" with HALF
+    edge_digest: int  # 0 before version 4
 
 
 def parse_head(data: bytes) -> Head:
@@ -313,6 +320,12 @@ def parse_head(data: bytes) -> Head:
         cam = bytes(data[HEADER_SIZE:start]).decode("utf-8")
     except UnicodeDecodeError as e:
         raise SchemaError("bad_camera_id", "camera id is not UTF-8") from e
+    digest = 0
+    if ver >= DIGEST_SINCE:
+        if n < start + _DIGEST.size:
+            raise SchemaError("bad_length", f"{n} bytes, the edge digest ends at {start + _DIGEST.size}")
+        digest = _DIGEST.unpack_from(data, start)[0]
+        start += _DIGEST.size
     size = rows * cols * ch
     dtype, item = ("<f2", 2) if flags & FLAG_HALF else ("<f4", 4)
     if flags & FLAG_SPARSE:
@@ -320,7 +333,7 @@ def parse_head(data: bytes) -> Head:
             raise SchemaError("bad_length", f"{n} bytes, the sparse mask alone needs {start + (size + 7) // 8}")
     elif n != start + item * size:
         raise SchemaError("bad_length", f"{n} bytes, header says {start + item * size}")
-    return Head(ver, flags, cam, idx, ts, w, h, rows, cols, start, size, dtype)
+    return Head(ver, flags, cam, idx, ts, w, h, rows, cols, start, size, dtype, digest)
 
 
 _FLAGS_OFFSET = 5
@@ -347,6 +360,7 @@ def record_of(head: Head, features: np.ndarray) -> FrameFeatures:
         features,
         head.flags & FLAG_GAP,
         head.version,
+        head.edge_digest,
     )
 
 

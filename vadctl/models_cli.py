@@ -17,20 +17,30 @@ def _cmd_train(cfg, args) -> int:
 
         if not args.camera or not args.since:
             raise ValueError("--from-kafka needs --camera ID and --since WHEN")
+        from vad.edge.digest import describe, settings_digest
         from vad.follow import parse_since
 
         progress, t0, now_ms = Progress(), time.monotonic(), int(time.time() * 1000)
         since = parse_since(args.since, now_ms)
         until = parse_since(args.until, now_ms) if args.until else None
-        progress(f"reading {cfg.kafka.topics.features} for camera {args.camera}")
-        got = read_camera(cfg, args.camera, since, until)
-        frames = sum(len(g) for g in got.clips.values())
-        progress(f"{got.records} records, {len(got.clips)} clips, {frames} frames, {got.skipped} skipped")
-        if not got.clips:
-            raise ValueError(
-                f"no usable records of camera {args.camera!r} in {cfg.kafka.topics.features} since {args.since}"
-            )
         edge = cfg.edge_settings(args.camera)  # what the camera's edge computes: the card records it
+        progress(f"reading {cfg.kafka.topics.features} for camera {args.camera}")
+        got = read_camera(cfg, args.camera, since, until, edge_digest=settings_digest(edge))
+        frames = sum(len(g) for g in got.clips.values())
+        progress(
+            f"{got.records} records, {len(got.clips)} clips, {frames} frames, {got.skipped} skipped, "
+            f"{got.other_settings} of other edge settings"
+        )
+        if not got.clips:
+            other = (
+                f"; {got.other_settings} were computed with other edge settings than this configuration's "
+                f"for the camera ({describe(edge)}): train with the settings its edge runs with"
+                if got.other_settings
+                else ""
+            )
+            raise ValueError(
+                f"no usable records of camera {args.camera!r} in {cfg.kafka.topics.features} since {args.since}{other}"
+            )
         if (edge.grid_rows, edge.grid_cols) != got.grid:
             raise ValueError(
                 f"the records' grid is {got.grid}, the camera's edge settings make {edge.grid_rows}x{edge.grid_cols}"

@@ -93,6 +93,9 @@ def test_train_from_kafka_then_publish_without_raw_video(job_env, produce, ped2,
     # Two producer streams of one camera (two normal clips), and another camera the fit must skip.
     sent = produce(env, {"fk-cam": ped2 / "train" / "Train001.mp4", "fk-other": ped2 / "train" / "Train003.mp4"})
     sent["fk-cam"] += produce(env, {"fk-cam": ped2 / "train" / "Train002.mp4"})["fk-cam"]
+    # A stream of the camera from an edge with other feature settings: its records state them, and
+    # the fit, whose card records this configuration's settings, must leave them out.
+    other = produce({**env, "VAD_EDGE__FLOW_GATE": "2"}, {"fk-cam": ped2 / "train" / "Train004.mp4"})["fk-cam"]
     out = tmp_path / "model"
     argv = [sys.executable, "-m", "vadctl.cli", "train", "--from-kafka", "--camera", "fk-cam", "--since", "1h"]
     run = subprocess.run(
@@ -103,6 +106,7 @@ def test_train_from_kafka_then_publish_without_raw_video(job_env, produce, ped2,
     assert card["training_data"]["folder"] == f"kafka:{cfg.kafka.topics.features}/fk-cam"
     assert card["training_data"]["frames"] == sent["fk-cam"] and card["training_data"]["clips"] >= 2
     assert card["training_data"]["frame_size"] == [360, 240]  # from the records' headers
+    assert f"{other} of other edge settings" in run.stderr
     pub = [sys.executable, "-m", "vadctl.cli", "publish", "--model", str(out), "--view", "fk", "--version", "1"]
     done = subprocess.run(pub, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -117,3 +121,14 @@ def test_train_from_kafka_then_publish_without_raw_video(job_env, produce, ped2,
         timeout=300,
     )
     assert missing.returncode != 0 and "no usable records of camera 'nobody'" in missing.stderr
+    # A trainer configured otherwise than the camera's edge learns nothing, and says why.
+    mismatched = subprocess.run(
+        [*argv[:6], "fk-other", "--since", "1h", "--out", str(tmp_path / "other")],
+        env={**env, "VAD_EDGE__FLOW_GATE": "3"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert mismatched.returncode != 0 and "computed with other edge settings" in mismatched.stderr
+    assert "flow_gate=3.0" in mismatched.stderr

@@ -1,5 +1,6 @@
 """End to end on real parts: Ped2 video -> edge producer -> Kafka -> Flink mini-cluster job ->
-ONNX scoring -> events in Kafka and Redis; a malformed record goes to the dead-letter topic."""
+ONNX scoring -> events in Kafka and Redis; a malformed record goes to the dead-letter topic, and so
+do the records of an edge whose feature settings are not the model's."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from vad.schema import wire_values
 CLIP = "Test004"  # a bicycle and more from frame 31 on (labels.json)
 CAMERA = "ped2-test004"
 OTHER = {"ped2-test001": "Test001"}  # a second camera streamed at the same time
+MISSET = "ped2-misset"  # an edge run with another flow gate than the model was trained with
+MISSET_FRAMES = 12
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,17 @@ def job_run(stack_env, ped2, run_vad):
     for cam, clip in OTHER.items():
         other = run_vad("produce", "--camera", cam, "--source", str(ped2 / "test" / f"{clip}.mp4"))
         assert other.returncode == 0, other.stderr
+    misset = run_vad(
+        "produce",
+        "--camera",
+        MISSET,
+        "--source",
+        str(ped2 / "test" / "Test002.mp4"),
+        "--limit",
+        str(MISSET_FRAMES),
+        extra_env={"VAD_EDGE__FLOW_GATE": "2"},
+    )
+    assert misset.returncode == 0, misset.stderr
     prod = run_vad("produce", "--camera", CAMERA, "--source", str(ped2 / "test" / f"{CLIP}.mp4"))
     assert prod.returncode == 0, prod.stderr
     stats = json.loads(prod.stdout.strip().splitlines()[-1])
@@ -107,6 +121,16 @@ def test_events_are_keyed_by_camera_each_in_its_keys_partition_in_order(job_run)
 
 def test_malformed_record_goes_to_dead_letter_with_reason(job_run):
     cfg, _ = job_run
-    dead = read_kafka_dead_letters(cfg, timeout_s=20, expect=1)
-    assert len(dead) == 1
-    assert dead[0].reason == "truncated" and dead[0].size == len(b"VADF\x01 not a record")
+    dead = read_kafka_dead_letters(cfg, timeout_s=20, expect=1 + MISSET_FRAMES)
+    broken = [d for d in dead if d.camera_id != MISSET]
+    assert len(broken) == 1
+    assert broken[0].reason == "truncated" and broken[0].size == len(b"VADF\x01 not a record")
+
+
+def test_an_edge_with_other_feature_settings_than_the_models_is_dead_lettered_not_scored(job_run):
+    """Its features look plausible and would score wrongly: every record says which settings made it."""
+    cfg, _ = job_run
+    dead = [d for d in read_kafka_dead_letters(cfg, timeout_s=20, expect=1 + MISSET_FRAMES) if d.camera_id == MISSET]
+    assert len(dead) == MISSET_FRAMES and {d.reason for d in dead} == {"edge_settings_mismatch"}
+    assert "flow_gate=4.0" in dead[0].detail  # the model's setting, for the operator to match
+    assert not [s for s in read_kafka_scores(cfg, timeout_s=10) if s.camera_id == MISSET]

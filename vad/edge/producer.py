@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from vad.config import Config, EdgeSettings
+from vad.edge.digest import describe, settings_digest
 from vad.edge.features import make_extractor
 from vad.edge.lag import LagWatch
 from vad.edge.sources import SourceError, redact, source_kind
@@ -125,6 +126,7 @@ class CameraWorker:
     def _capture_loop(self, limit: int | None, position: int) -> None:
         cfg, st, edge = self.settings, self.stats, self.cfg.edge
         ex = make_extractor(cfg, self.cfg.mask_for(self.camera_id))
+        digest = settings_digest(cfg)  # tells the job which settings these features were computed with
         block_s = edge.queue_block_ms / 1000.0 if (self.stream.live or cfg.realtime) else edge.send_timeout_s
         bar = self._progress_bar(position)
         # The first record is flagged: a restarted edge begins again at frame 0 and the job must not
@@ -145,7 +147,14 @@ class CameraWorker:
                 t0 = time.thread_time()
                 flags = FLAG_GAP if (s.gap or pending_gap) else 0
                 rec = FrameFeatures(
-                    self.camera_id, frame_index, s.ts_ms, s.gray.shape[1], s.gray.shape[0], feats, flags
+                    self.camera_id,
+                    frame_index,
+                    s.ts_ms,
+                    s.gray.shape[1],
+                    s.gray.shape[0],
+                    feats,
+                    flags,
+                    edge_digest=digest,
                 )
                 value = rec.encode(self.cfg.edge.wire_precision)
                 st.add_time("encode", time.thread_time() - t0)
@@ -320,7 +329,13 @@ def _run(cfg: Config, workers: list[CameraWorker], producer, own: bool, limit: i
         w.producer = producer
     with stop_on_signals(stop):
         for i, w in enumerate(workers):
-            log.info("camera %s: reading %s", w.camera_id, redact(w.stream.source))
+            log.info(
+                "camera %s: reading %s, edge digest %d (%s)",
+                w.camera_id,
+                redact(w.stream.source),
+                settings_digest(w.settings),
+                describe(w.settings),
+            )
             w.start(limit, position=i)
         # Wait in short slices so the main thread keeps handling signals.
         watch, stuck = StallWatch(cfg.edge.delivery_timeout_s + STALL_MARGIN_S), 0

@@ -11,9 +11,11 @@ from flink_fakes import MapState, Timers, ValueState
 from pyflink.common import Row
 from pyflink.datastream import TimeDomain
 
+from models.card import ModelCard
 from udfs.batches import pack_batch
 from udfs.score_detect import DEAD_LETTER, END_OF_INPUT, EVENTS, SCORES, ScoreAndDetect
-from vad.config import REPO_ROOT, DetectConfig
+from vad.config import REPO_ROOT, DetectConfig, EdgeConfig
+from vad.edge.digest import settings_digest
 from vad.records import DeadLetter, Event, ScoreLine
 from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
 
@@ -169,6 +171,29 @@ def test_frames_of_another_size_than_the_models_are_dead_lettered(tmp_path):
     # A card without it (the default model's, from before it was recorded) checks nothing.
     scores, _, dead = run(operator(), [rec("a", 0), small])
     assert len(scores) == 2 and dead == []
+
+
+def test_records_of_other_edge_settings_than_the_models_are_dead_lettered():
+    """The record's edge digest against the card's edge settings; a record that states none (schema
+    v3, or a tool that does not know its edge) is scored."""
+    card = ModelCard.load(REPO_ROOT / "models" / "default" / "card.json")
+    full = card.edge_config(EdgeConfig()).model_copy(update={"flow_scale": 1.0})
+    zeros = np.zeros((12, 18, N_CHANNELS), np.float32)
+
+    def stated(cam, i, digest):
+        return FrameFeatures(cam, i, 1_800_000_000_000 + 100 * i, 360, 240, zeros, edge_digest=digest).encode()
+
+    records = [
+        stated("a", 0, card.edge_digest),
+        stated("b", 0, settings_digest(full)),
+        stated("c", 0, 0),
+        FrameFeatures("d", 0, 1_800_000_000_000, 360, 240, zeros, schema_version=3).encode(),
+    ]
+    scores, _, dead = run(operator(), records)
+    assert sorted(s["camera_id"] for s in scores) == ["a", "c", "d"]
+    assert [(d["reason"], d["camera_id"]) for d in dead] == [("edge_settings_mismatch", "b")]
+    assert f"edge digest {settings_digest(full)}, the model" in dead[0]["detail"]
+    assert "flow_scale=0.5" in dead[0]["detail"]  # the card's settings, for the operator to match
 
 
 def test_a_batchs_events_leave_once_for_kafka_and_once_for_redis_under_the_shard_key():

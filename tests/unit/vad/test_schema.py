@@ -19,6 +19,9 @@ from vad.schema import (
     wire_values,
 )
 
+DIGEST = 4  # bytes of the edge digest after the camera id (version 4)
+MASK = HEADER_SIZE + len("cam-1") + DIGEST  # where record()'s values (or sparse mask) start
+
 
 def record(**kw) -> FrameFeatures:
     rng = np.random.default_rng(0)
@@ -37,7 +40,7 @@ def record(**kw) -> FrameFeatures:
 def test_round_trip_is_exact_and_compact():
     r = record(flags=FLAG_GAP)
     data = r.encode()
-    assert len(data) == HEADER_SIZE + len("cam-1") + 12 * 18 * N_CHANNELS * 4
+    assert len(data) == HEADER_SIZE + len("cam-1") + DIGEST + 12 * 18 * N_CHANNELS * 4
     back = decode(data)
     assert back.camera_id == "cam-1" and back.frame_index == 7 and back.ts_ms == r.ts_ms
     assert back.gap and back.grid_shape == (12, 18)
@@ -185,7 +188,7 @@ def test_mostly_zero_features_travel_sparse_and_round_trip_exactly():
     n = 12 * 18 * N_CHANNELS
     nnz = int(np.count_nonzero(r.features))
     assert data[5] == FLAG_GAP | FLAG_SPARSE
-    assert len(data) == HEADER_SIZE + len("cam-1") + (n + 7) // 8 + 4 * nnz
+    assert len(data) == HEADER_SIZE + len("cam-1") + DIGEST + (n + 7) // 8 + 4 * nnz
     back = decode(data)
     np.testing.assert_array_equal(back.features, r.features)
     assert back.gap and back.flags == FLAG_GAP  # the wire encoding is not a record property
@@ -207,9 +210,9 @@ def test_dense_features_stay_dense_and_version_1_records_are_still_read():
 MALFORMED_SPARSE = [
     (lambda d: d[:-4], "bad_length"),  # a value missing
     (lambda d: d + b"\0\0\0\0", "bad_length"),  # one too many
-    (lambda d: _patch(d, HEADER_SIZE + 5, "<B", d[HEADER_SIZE + 5] ^ 0x01), "bad_length"),  # mask vs values
-    (lambda d: _patch(d, HEADER_SIZE + 5 + 323, "<B", 0x80), "bad_length"),  # a bit without its value
-    (lambda d: d[: HEADER_SIZE + 20], "bad_length"),  # cut inside the mask
+    (lambda d: _patch(d, MASK, "<B", d[MASK] ^ 0x01), "bad_length"),  # mask vs values
+    (lambda d: _patch(d, MASK + 323, "<B", 0x80), "bad_length"),  # a bit without its value
+    (lambda d: d[: MASK + 15], "bad_length"),  # cut inside the mask
     (lambda d: _patch(d, 4, "<B", 1), "bad_flags"),  # SPARSE does not exist in version 1
     (lambda d: d[:-4] + struct.pack("<f", float("nan")), "non_finite"),
 ]
@@ -235,7 +238,7 @@ def test_sparse_padding_bits_past_the_last_value_must_be_clear():
     data = record(features=f).encode()
     assert data[5] & FLAG_SPARSE
     np.testing.assert_array_equal(decode(data).features, f)
-    mask_end = HEADER_SIZE + len("cam-1") + 2
+    mask_end = MASK + 2
     bad = _patch(data, mask_end - 1, "<B", data[mask_end - 1] | 0x80)  # a bit beyond value 11
     with pytest.raises(SchemaError) as e:
         decode(bad)
@@ -256,15 +259,15 @@ def test_float16_records_carry_half_the_value_bytes_and_decode_to_the_rounded_va
     f = _sparse_features()
     data = record(features=f, flags=FLAG_GAP).encode("float16")
     nnz = int(np.count_nonzero(f))
-    assert data[4] == 3 and data[5] == FLAG_GAP | FLAG_SPARSE | FLAG_HALF
-    assert len(data) == HEADER_SIZE + len("cam-1") + (f.size + 7) // 8 + 2 * nnz
+    assert data[4] == SCHEMA_VERSION and data[5] == FLAG_GAP | FLAG_SPARSE | FLAG_HALF
+    assert len(data) == MASK + (f.size + 7) // 8 + 2 * nnz
     back = decode(data)
     assert back.features.dtype == np.float32 and back.flags == FLAG_GAP
     np.testing.assert_array_equal(back.features, wire_values(f, "float16"))
     np.testing.assert_allclose(back.features, f, rtol=2.0**-11)  # float16: 11 significant bits
     assert not np.array_equal(back.features, f)  # rounded, not exact
     dense = record().encode("float16")  # no zeros: dense, two bytes a value
-    assert dense[5] == FLAG_HALF and len(dense) == HEADER_SIZE + len("cam-1") + 2 * 12 * 18 * N_CHANNELS
+    assert dense[5] == FLAG_HALF and len(dense) == MASK + 2 * 12 * 18 * N_CHANNELS
     np.testing.assert_array_equal(decode(dense).features, wire_values(record().features, "float16"))
 
 
@@ -289,3 +292,42 @@ def test_malformed_float16_records_are_rejected_with_a_reason(mutate, reason):
     with pytest.raises(SchemaError) as e:
         decode(mutate(data))
     assert e.value.reason == reason
+
+
+def test_the_edge_digest_travels_after_the_camera_id_and_older_versions_carry_none():
+    r = record(features=_sparse_features(), edge_digest=0xDEADBEEF)
+    data = r.encode("float16")
+    assert data[4] == 4 and struct.unpack_from("<I", data, HEADER_SIZE + len("cam-1"))[0] == 0xDEADBEEF
+    back = decode(data)
+    assert back.edge_digest == 0xDEADBEEF and back.schema_version == 4
+    assert FrameFeatures.from_json(r.to_json()).edge_digest == 0xDEADBEEF
+    v3 = record(features=_sparse_features(), schema_version=3).encode("float16")
+    assert len(v3) == len(data) - DIGEST and decode(v3).edge_digest == 0
+    assert decode(v3).features.tobytes() == back.features.tobytes()
+    # A JSON record of before the digest still reads, as not stated.
+    old = json.loads(r.to_json())
+    del old["edge_digest"]
+    assert FrameFeatures.from_json(json.dumps(old)).edge_digest == 0
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"edge_digest": -1},
+        {"edge_digest": 2**32},
+        {"edge_digest": 1.0},
+        {"edge_digest": 7, "schema_version": 3},
+    ],
+)
+def test_an_edge_digest_that_is_no_uint32_or_in_a_version_without_one_is_refused(kw):
+    with pytest.raises(SchemaError) as e:
+        record(**kw).encode()
+    assert e.value.reason == "bad_edge_digest"
+
+
+def test_a_version_4_record_cut_inside_its_edge_digest_is_refused():
+    data = record(camera_id="c").encode()
+    for cut in (HEADER_SIZE + 1, HEADER_SIZE + 3, HEADER_SIZE + 4):
+        with pytest.raises(SchemaError) as e:
+            decode(data[:cut])
+        assert e.value.reason == "bad_length"

@@ -41,15 +41,16 @@ CORPUS_SHARDS = (4, 7, 16)  # WireFuzzTest.CORPUS_SHARDS
 
 
 def assert_same(a: FrameFeatures, b: FrameFeatures) -> None:
-    assert (a.camera_id, a.frame_index, a.ts_ms, a.frame_width, a.frame_height, a.flags, a.schema_version) == (
-        b.camera_id,
-        b.frame_index,
-        b.ts_ms,
-        b.frame_width,
-        b.frame_height,
-        b.flags,
-        b.schema_version,
-    )
+    assert (
+        a.camera_id,
+        a.frame_index,
+        a.ts_ms,
+        a.frame_width,
+        a.frame_height,
+        a.flags,
+        a.schema_version,
+        a.edge_digest,
+    ) == (b.camera_id, b.frame_index, b.ts_ms, b.frame_width, b.frame_height, b.flags, b.schema_version, b.edge_digest)
     assert a.features.dtype == b.features.dtype == np.float32
     np.testing.assert_array_equal(a.features, b.features)
 

@@ -1,6 +1,6 @@
 """The producer flags the first record of a stream and the next record after a delivery failure with
-GAP, and its counters account for every sampled frame: sent + failed + dropped == sampled. Kafka is
-an in-memory fake whose sends fail as scripted."""
+GAP, and its counters account for every sampled frame: sent + failed + dropped == sampled; each
+record states its edge's settings. Kafka is an in-memory fake whose sends fail as scripted."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 
 from edge_fakes import FakeCapture, FakeOpener, FakeProducer, edge_config
 
+from vad.edge.digest import settings_digest
 from vad.edge.producer import run_cameras
 from vad.schema import decode
 
@@ -80,6 +81,16 @@ def test_the_first_record_of_a_stream_is_flagged():
     p = FakeProducer()
     st, recs = _run(p, 8)
     assert [r.gap for r in recs] == [True] + [False] * 7 and st.gaps == 1
+
+
+def test_every_record_states_the_digest_of_its_cameras_edge_settings():
+    cfg = edge_config()
+    own = cfg.edge.settings_for(None).model_copy(update={"flow_gate": 2.0})
+    p = FakeProducer()
+    (w,) = run_cameras(cfg, [("cam-1", "clip.mp4", own)], None, p, FakeOpener(FakeCapture([4])))
+    assert w.error is None, w.error
+    digests = {decode(v).edge_digest for *_, v, _ in p.records}
+    assert digests == {settings_digest(own)} and settings_digest(own) != settings_digest(cfg.edge)
 
 
 def test_the_record_after_a_failed_delivery_carries_gap_and_the_counters_add_up():
