@@ -43,7 +43,7 @@ def _pipeline(clips: list[Path], settings, producer=None, topic: str = BENCH_TOP
     for clip in clips:
         ex = make_extractor(settings)
         for i, s in enumerate(sampled_frames(CameraStream(str(clip), settings, stats))):
-            feats = ex.process(s.gray)
+            feats = ex.process(s.gray, s.step_ms)
             t0 = time.thread_time()
             rec = FrameFeatures("bench-" + clip.stem, i, s.ts_ms, s.gray.shape[1], s.gray.shape[0], feats)
             if s.gap:

@@ -39,10 +39,10 @@ float16 moved the model's frame scores by at most 0.04 % on Ped2, and a value be
 asked). Figures: docs/decisions/float16-sparse-wire-format.md. Readers accept versions 1 to 4.
 
 Channel layout (per cell, the same in all versions: ``FEATURE_LAYOUT_VERSION``) is ``CHANNELS``
-below: mean flow dx and dy (pixels/frame at the original resolution), mean flow magnitude, a
-magnitude-weighted histogram of flow direction in 8 bins of 45 degrees centred on +x, then turning
-towards +y (image coordinates, y down: bin 2 is motion down the image), and a foreground cue (mean
-absolute frame difference, 0-1 scale).
+below: mean flow dx and dy (pixels at the original resolution per sampled frame, that is per
+1/target_fps s), mean flow magnitude, a magnitude-weighted histogram of flow direction in 8 bins of
+45 degrees centred on +x, then turning towards +y (image coordinates, y down: bin 2 is motion down
+the image), and a foreground cue (mean absolute frame difference, 0-1 scale).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def clip_samples(path: str | Path, cfg: EdgeSettings, features: bool = True) -> 
         if ex is not None:
             if s.gap:
                 ex.reset()
-            out.append(ex.process(s.gray))
+            out.append(ex.process(s.gray, s.step_ms))
         positions.append(s.position)
         ts.append(s.ts_ms)
     if not positions:

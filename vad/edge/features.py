@@ -14,9 +14,13 @@ moving pixels once and works on those instead of zeroing, splitting and merging 
 half the time (edge bench at 180x120, 0.23 -> 0.12 ms per frame). The sums are float64; the result
 equals the full-map computation up to float32 rounding (tests/unit/edge/test_features.py checks it).
 
-Units do not depend on ``flow_scale`` or ``resize``: flow is reported in pixels per sampled frame at
-the source's own resolution, ``fg`` on a 0-1 scale. The camera's mask cells (``cameras.<id>.mask``)
-are zeroed.
+Units do not depend on ``flow_scale`` or ``resize``: flow is reported in pixels at the source's own
+resolution per sampled frame, ``fg`` on a 0-1 scale. With ``target_fps`` and the frames' event times,
+a sampled frame means 1/target_fps seconds: a source whose rate is no multiple of the target is
+sampled at uneven steps (25 fps to 10: 80, 120, 80 ms ...), and flow over each step (its length in
+the source's own presentation times) is scaled to that interval, so a walker's speed does not swing
+by half from one frame to the next. The camera's mask
+cells (``cameras.<id>.mask``) are zeroed.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ _DIS_PRESETS = {
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 STAGES = ("normalise", "flow", "features")
+# Bounds of the flow's time scale: steps from 5x to a fifth of 1/target_fps (vad.edge.stream keeps
+# frames at least half a source frame apart, and a longer step is a stall).
+MIN_TIME_SCALE, MAX_TIME_SCALE = 0.2, 5.0
 
 
 class FeatureExtractor(Protocol):
@@ -49,7 +56,9 @@ class FeatureExtractor(Protocol):
     def reset(self) -> None:
         """Forget the previous frame (after a gap, the next frame has no motion reference)."""
 
-    def process(self, gray: np.ndarray) -> np.ndarray: ...
+    def process(self, gray: np.ndarray, step_ms: float | None = None) -> np.ndarray:
+        """The frame's features against the previous one; ``step_ms``: the time between the two (ms),
+        when known."""
 
 
 def make_dis(cfg: EdgeSettings) -> cv2.DISOpticalFlow:
@@ -86,6 +95,7 @@ class FlowFeatureExtractor:
         self.cfg = cfg
         self.rows, self.cols = cfg.grid_rows, cfg.grid_cols
         self._prev: np.ndarray | None = None
+        self._step_ms = 1000.0 / cfg.target_fps if cfg.target_fps else None
         self._clahe = (
             cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(8, 8)) if cfg.normalise == "clahe" else None
         )
@@ -105,6 +115,13 @@ class FlowFeatureExtractor:
 
     def reset(self) -> None:
         self._prev = None
+
+    def _time_scale(self, step_ms: float | None) -> float:
+        """Flow over a step of ``step_ms`` -> flow per 1/target_fps seconds. Bounded: a step far from
+        the target's is a stall, and its flow is no speed to stretch."""
+        if self._step_ms is None or step_ms is None or step_ms <= 0:
+            return 1.0
+        return min(max(self._step_ms / step_ms, MIN_TIME_SCALE), MAX_TIME_SCALE)
 
     def _setup(self, h: int, w: int) -> _Geometry:
         """Flow size, unit scales and per-pixel cell indices for one input size (cached)."""
@@ -133,7 +150,7 @@ class FlowFeatureExtractor:
             return cv2.equalizeHist(small)
         return small
 
-    def process(self, gray: np.ndarray) -> np.ndarray:
+    def process(self, gray: np.ndarray, step_ms: float | None = None) -> np.ndarray:
         if gray.ndim != 2 or gray.dtype != np.uint8:
             raise ValueError("expected a single-channel uint8 frame")
         t0 = time.thread_time()
@@ -150,11 +167,13 @@ class FlowFeatureExtractor:
             flow = cv2.calcOpticalFlowFarneback(prev, small, None, 0.5, 3, 15, 3, 5, 1.2, 0)
         t2 = time.thread_time()
         self.timings["flow"] += t2 - t1
-        out = self.reduce(flow, small, prev, g)
+        out = self.reduce(flow, small, prev, g, self._time_scale(step_ms))
         self.timings["features"] += time.thread_time() - t2
         return out
 
-    def reduce(self, flow: np.ndarray, cur: np.ndarray, prev: np.ndarray, g: _Geometry) -> np.ndarray:
+    def reduce(
+        self, flow: np.ndarray, cur: np.ndarray, prev: np.ndarray, g: _Geometry, time_scale: float = 1.0
+    ) -> np.ndarray:
         rows, cols, n = self.rows, self.cols, self.rows * self.cols
         fd = cv2.absdiff(cur, prev)
         # (dx, dy) pairs as one complex64 each, so one gather moves both components.
@@ -170,8 +189,8 @@ class FlowFeatureExtractor:
         sums = np.zeros((n, 3 + DIRECTION_BINS))  # float64: dx, dy, mag, dir0..7
         if f.size:
             # Back to pixels per frame at the source resolution, so features do not depend on flow size.
-            fx = f.real * g.sx
-            fy = f.imag * g.sy
+            fx = f.real * (g.sx * np.float32(time_scale))
+            fy = f.imag * (g.sy * np.float32(time_scale))
             mag, ang = cv2.cartToPolar(fx, fy)
             mag = mag.ravel()
             # Bins centred on the directions (bin 0 is -22.5..22.5 degrees), so motion along an axis

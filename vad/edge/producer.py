@@ -137,7 +137,7 @@ class CameraWorker:
                 if s.gap:
                     ex.reset()
                 try:
-                    feats = ex.process(s.gray)
+                    feats = ex.process(s.gray, s.step_ms)
                 except Exception as e:  # cv2.error on a malformed frame: skip, count
                     st.corrupt += 1
                     ex.reset()

@@ -42,6 +42,9 @@ class Sampled:
     # The frame's position among all frames the source delivered (corrupt ones included, sampled
     # out or not): what frame-level labels of a file count in.
     position: int
+    # ms since the previous sampled frame in the source's presentation times (None for a connection's
+    # first): unlike ts_ms, never moved by re-anchoring event time after a reconnect.
+    step_ms: float | None = None
 
 
 Opener = Callable[[str, EdgeSettings], Capture]
@@ -98,6 +101,7 @@ class CameraStream:
         anchor_ms, start_mono = self._clock() * 1000.0, time.monotonic()
         pts0: float | None = None
         last_rel, next_keep, n, bad = -period_ms, 0.0, -1, 0
+        kept_rel: float | None = None
         while not self.stop.is_set():
             t0 = time.thread_time()
             try:
@@ -144,7 +148,8 @@ class CameraStream:
             ts = max(int(anchor_ms + rel), self._last_ts + 1)
             self._last_ts = ts
             self.stats.sampled += 1
-            yield Sampled(frame.gray, ts, gap, self._position)
+            step, kept_rel = (None if kept_rel is None else rel - kept_rel), rel
+            yield Sampled(frame.gray, ts, gap, self._position, step)
             gap = False
         return False
 

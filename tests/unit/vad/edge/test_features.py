@@ -71,6 +71,37 @@ def test_units_are_source_pixels_whatever_the_flow_scale(scale):
     assert np.allclose(np.median(inner[..., DY]), 2.0, atol=0.6)
 
 
+def _uneven_steps(ex, bg, times_ms, px_per_s=50.0, with_steps=True):
+    """Median dx of a texture moving right at px_per_s, sampled at the given times."""
+    out, last = [], None
+    for t in times_ms:
+        frame = np.roll(bg, round(px_per_s * t / 1000), axis=1)
+        step = t - last if with_steps and last is not None else None
+        out.append(float(np.median(ex.process(frame, step)[2:-2, 2:-2, DX])))
+        last = t
+    return out[1:]
+
+
+def test_flow_is_per_target_interval_when_a_source_is_sampled_at_uneven_steps():
+    """25 fps kept at 10: steps of 80 and 120 ms. The same speed is the same feature at every step."""
+    cfg = EdgeConfig(normalise="none", flow_min_height=0, dis_preset="medium")
+    bg, times = texture(seed=11), [0, 80, 200, 280, 400]
+    steady = _uneven_steps(FlowFeatureExtractor(cfg), bg, times)
+    assert np.allclose(steady, 5.0, atol=0.6), steady  # 50 px/s = 5 px per 100 ms, at each step
+    # Without the steps (or without a target rate) flow stays per step: 4, 6, 4, 6 px.
+    raw = _uneven_steps(FlowFeatureExtractor(cfg), bg, times, with_steps=False)
+    assert np.allclose(raw, [4.0, 6.0, 4.0, 6.0], atol=0.6), raw
+    every_frame = FlowFeatureExtractor(cfg.model_copy(update={"target_fps": None}))
+    assert np.allclose(_uneven_steps(every_frame, bg, times), [4.0, 6.0, 4.0, 6.0], atol=0.6)
+
+
+def test_the_time_scale_is_bounded_and_one_without_a_step():
+    ex = FlowFeatureExtractor(EdgeConfig(normalise="none", flow_min_height=0))
+    assert ex._time_scale(100.0) == 1.0 and ex._time_scale(50.0) == 2.0 and ex._time_scale(125.0) == 0.8
+    assert ex._time_scale(None) == 1.0 and ex._time_scale(0.0) == 1.0
+    assert ex._time_scale(10.0) == 5.0 and ex._time_scale(10_000.0) == 0.2  # a burst, a stall
+
+
 @pytest.mark.parametrize(
     ("h", "w", "floor", "flow_hw"),
     [

@@ -72,6 +72,22 @@ def test_target_fps_tolerates_jittered_timestamps(fps):
     assert all(100 - period / 2 - 1 <= d <= 100 + period / 2 + 1 for d in steps)
 
 
+def test_each_sampled_frame_knows_its_step_in_presentation_time():
+    # 25 fps kept at 10 fps: uneven steps, which the extractor scales its flow by (vad.edge.features).
+    out, _, _ = frames_of(FakeOpener(FakeCapture([20], fps=25)), reconnect="never", target_fps=10)
+    assert [f.step_ms for f in out] == [None, 80, 120, 80, 120, 80, 120, 80]
+
+
+def test_after_a_reconnect_the_step_starts_afresh_though_event_time_is_pushed_on():
+    # The second connection starts only 100 ms of wall clock later than the first, which sent 400 ms
+    # of video: event time is pushed on a millisecond a frame, the steps stay the source's own.
+    t = iter([1000.0, 1000.1])
+    opener = FakeOpener(FakeCapture([4, "drop"]), FakeCapture([3]))
+    out, _, _ = frames_of(opener, clock=lambda: next(t), **{**LIVE, "reconnect_attempts": 1})
+    assert [f.step_ms for f in out] == [None, 100, 100, 100, None, 100, 100]
+    assert [b.ts_ms - a.ts_ms for a, b in itertools.pairwise(out[4:])] == [1, 1]
+
+
 def test_missing_timestamps_fall_back_to_the_frame_rate():
     out, _, _ = frames_of(FakeOpener(FakeCapture([3], fps=4, pts=False)), reconnect="never")
     assert [f.ts_ms - out[0].ts_ms for f in out] == [0, 250, 500]
