@@ -109,6 +109,12 @@ def _cmd_produce(cfg, args) -> int:
     if args.all == bool(args.camera):
         print("vad produce: give either --camera ID [--source SRC] or --all", file=sys.stderr)
         return 2
+    from jobs.model_check import edge_settings_warnings
+
+    # Where the model is at hand (one machine, or a shared checkout), say now what the job would
+    # dead-letter later.
+    for line in edge_settings_warnings(cfg, sorted(cfg.cameras) if args.all else [args.camera]):
+        logging.getLogger("vad.produce").warning("%s", line)
     if args.all:
         workers = produce_all(cfg, limit=args.limit, realtime=args.realtime)
         rc = 0

@@ -49,6 +49,9 @@ def job_run(stack_env, ped2, run_vad):
         extra_env={"VAD_EDGE__FLOW_GATE": "2"},
     )
     assert misset.returncode == 0, misset.stderr
+    # The model is at hand here, so the edge says at once what the job will do with these records.
+    assert f"camera {MISSET} (edge): edge settings other than model" in misset.stderr
+    assert "flow_gate 2.0 (model: 4.0)" in misset.stderr
     prod = run_vad("produce", "--camera", CAMERA, "--source", str(ped2 / "test" / f"{CLIP}.mp4"))
     assert prod.returncode == 0, prod.stderr
     stats = json.loads(prod.stdout.strip().splitlines()[-1])

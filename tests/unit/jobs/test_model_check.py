@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from jobs.anomaly_job import main
-from jobs.model_check import check_model
+from jobs.model_check import check_model, edge_settings_warnings
 from vad.config import REPO_ROOT, ConfigError, load_config
 from vad.schema import FEATURE_LAYOUT_VERSION
 
@@ -96,3 +96,31 @@ def test_learned_loitering_needs_a_card_with_normal_dwell_times(tmp_path):
     with pytest.raises(ConfigError, match=r"^cameras\.gate\.loitering: the model card of .* no normal dwell times"):
         check_model(cfg)
     check_model(load_config(env={"VAD_CAMERAS": cams}))
+
+
+def test_cameras_whose_edge_settings_are_not_their_models_are_warned_about(tmp_path, caplog):
+    from models.registry import publish
+
+    assert edge_settings_warnings(load_config(env={})) == []
+    cams = '{"door": {"flow_gate": 2}, "hall": {}, "gate": {"view": "wide"}}'
+    reg = tmp_path / "reg"
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    shutil.copy(DEFAULT / "model.onnx", wide / "model.onnx")
+    card = json.loads((DEFAULT / "card.json").read_text())
+    (wide / "card.json").write_text(json.dumps({**card, "edge": {**card["edge"], "flow_scale": 1.0}}))
+    publish(wide, reg, "wide", "1")
+    cfg = load_config(env={"VAD_CAMERAS": cams, "VAD_JOB__MODEL_REGISTRY": str(reg)})
+    lines = edge_settings_warnings(cfg)
+    assert [line.split(":")[0] for line in lines] == ["cameras.door", "cameras.gate"]
+    assert "flow_gate 2.0 (model: 4.0)" in lines[0] and "models/default/model.onnx" in lines[0]
+    assert "flow_scale 0.5 (model: 1.0)" in lines[1] and "wide/1" in lines[1]
+    assert edge_settings_warnings(cfg, ["hall"]) == []
+    # The edge section itself, for cameras the config does not list; and the job's start says it.
+    cfg = load_config(env={"VAD_EDGE__TARGET_FPS": "5"})
+    with caplog.at_level("WARNING"):
+        check_model(cfg)
+    assert any(r.getMessage().startswith("edge: edge settings other than") for r in caplog.records)
+    # A model that is not at hand (an edge's machine) is no warning.
+    assert edge_settings_warnings(load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "no.onnx")}), []) == []
+    assert edge_settings_warnings(load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "no.onnx")})) == []
