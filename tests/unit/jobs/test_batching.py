@@ -5,13 +5,22 @@ bounded run flushes the partial batch; shards are batched apart."""
 from __future__ import annotations
 
 import sys
+import tempfile
 
+import pytest
 from pyflink.common import Configuration, Row, Types
 from pyflink.datastream import KeyedProcessFunction, StreamExecutionEnvironment
 
 from jobs.jvm_operators import batch_by_shard
 from jobs.runtime import connector_jars
 from udfs.batches import unpack_batch
+
+
+@pytest.fixture(autouse=True)
+def _own_tempdir(tmp_path, monkeypatch):
+    # PyFlink's from_collection writes its elements into a tempfile.mkdtemp() folder it never
+    # removes: one empty folder in /tmp per call, unless the temporary folder is the test's own.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def _local_env() -> StreamExecutionEnvironment:
