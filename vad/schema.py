@@ -13,7 +13,7 @@ version 2 also without the HALF flag, version 1 also without SPARSE)::
     4      1    schema version (4; 1 to 3 are still read)
     5      1    flags (bit 0: GAP, the first record of a producer stream, or frames were lost
                 before this one;
-                bit 1: SPARSE, the features are stored sparse, versions 2 and 3;
+                bit 1: SPARSE, the features are stored sparse, versions 2 to 4;
                 bit 2: HALF, the feature values are float16, versions 3 and 4)
     6      2    camera id length in bytes (n)
     8      8    frame index (uint64, per camera and producer stream: from 0, increasing)

@@ -21,10 +21,10 @@ import zlib
 
 from vad.config import EdgeSettings
 
-# Raised when the extractor's arithmetic changes for the same settings (a new version of the
-# features under the same names): records of the old arithmetic then no longer match new cards.
+# Raised when the extractor's arithmetic changes for the same settings, so that an edge and a job of
+# releases that compute different features from the same settings do not match. (Cards do not record
+# it: a card is compared under the job's release.)
 FEATURE_CODE_VERSION = 1
-NOT_STATED = 0
 _DIS_KNOBS = ("dis_preset", "dis_finest_scale", "dis_iterations", "dis_refine_iterations", "dis_patch_stride")
 FEATURE_FIELDS = (
     "grid_rows",
