@@ -9,7 +9,7 @@ from models.card import ModelCard, card_path
 from models.check import ModelError
 from models.check import check_model as checked_model
 from models.registry import latest
-from vad.config import Config, ConfigError, EdgeConfig
+from vad.config import Config, ConfigError
 from vad.edge.digest import feature_settings
 
 log = logging.getLogger(__name__)
@@ -51,17 +51,20 @@ def check_model(cfg: Config) -> None:
             )
     # A warning, not a refusal: what matters is the settings the edges run with, which may be
     # configured elsewhere; but a config that disagrees with its own model is worth a line.
-    for line in edge_settings_warnings(cfg):
+    for line in edge_settings_warnings(cfg, cards=cards):
         log.warning("%s", line)
 
 
-def edge_settings_warnings(cfg: Config, cameras: list[str] | None = None) -> list[str]:
+def edge_settings_warnings(
+    cfg: Config, cameras: list[str] | None = None, cards: dict[str | None, tuple[ModelCard, str]] | None = None
+) -> list[str]:
     """One line per camera (of ``cameras``, default all in the config, and the ``edge`` section
     itself, which cameras the config does not list run with) whose configured edge settings are not
     the ones its model was trained with: the job would dead-letter its records
-    (``edge_settings_mismatch``). Models that are not at hand here (an edge's machine) are skipped."""
+    (``edge_settings_mismatch``). ``cards``: {view (None: job.model_path): (card, label)} already
+    loaded; the others are read here, and those not at hand (an edge's machine) are skipped."""
     views = cfg.views()
-    cards: dict[str | None, tuple[ModelCard, str] | None] = {}
+    cards = dict(cards or {})
 
     def card_of(view: str | None) -> tuple[ModelCard, str] | None:
         if view not in cards:
@@ -91,7 +94,7 @@ def edge_settings_warnings(cfg: Config, cameras: list[str] | None = None) -> lis
         if got is None or not got[0].edge:
             continue
         card, label = got
-        trained = feature_settings(card.edge_config(EdgeConfig()))
+        trained = feature_settings(card.edge_settings)
         mine = feature_settings(settings)
         differ = [
             f"{k} {mine.get(k)} (model: {trained.get(k)})"

@@ -70,10 +70,17 @@ class ModelCard(BaseModel):
         return (size[0], size[1]) if size else None
 
     @property
+    def edge_settings(self) -> EdgeConfig | None:
+        """The edge settings it was trained with (fields the card does not know at their defaults);
+        None for a card that records none."""
+        return self.edge_config(EdgeConfig()) if self.edge else None
+
+    @property
     def edge_digest(self) -> int | None:
         """The edge digest (vad.edge.digest) of the settings it was trained with, as records state
         theirs; None for a card that records no edge settings."""
-        return settings_digest(self.edge_config(EdgeConfig())) if self.edge else None
+        settings = self.edge_settings
+        return settings_digest(settings) if settings is not None else None
 
     def threshold(self, quantile: str) -> float:
         q = self.calibration.frame_score_quantiles

@@ -27,7 +27,7 @@ from models.card import ModelCard, card_path
 from models.check import ModelError, check_model
 from models.onnx_session import OnnxScorer
 from models.registry import Version, latest
-from vad.config import DetectConfig, EdgeConfig
+from vad.config import DetectConfig
 from vad.detect import EpisodeDetector
 from vad.edge.digest import describe
 from vad.schema import FEATURE_LAYOUT_VERSION, N_CHANNELS, SchemaError
@@ -55,7 +55,8 @@ def edge_mismatch(digest: int, model: Model) -> SchemaError:
     return SchemaError(
         "edge_settings_mismatch",
         f"edge digest {digest}, the model {model.label} was trained with edge digest {model.edge_digest} "
-        f"({model.edge_text}): run the camera's edge with those settings, or retrain on its features",
+        f"({describe(model.card.edge_settings)}): run the camera's edge with those settings, or retrain "
+        "on its features",
     )
 
 
@@ -70,9 +71,9 @@ class Model:
     # (width, height) of the frames it was trained on, as records report theirs; None: not recorded
     # (a card from before it was)
     frame_size: tuple[int, int] | None = None
-    # The edge digest of the card's edge settings, as records state theirs; None: the card has none
+    # The edge digest of the card's edge settings, as records state theirs (compared per record);
+    # None: the card has none
     edge_digest: int | None = None
-    edge_text: str = ""  # those settings in a line, for the dead letters of records computed otherwise
 
     @property
     def window(self) -> int:
@@ -124,7 +125,6 @@ class ModelSet:
             tuple(card.grid),
             card.frame_size,
             card.edge_digest,
-            describe(card.edge_config(EdgeConfig())) if card.edge else "",
         )
 
     def for_camera(self, camera_id: str) -> Model:

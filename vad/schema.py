@@ -63,8 +63,12 @@ MAGIC = b"VADF"
 FLAG_GAP = 0x01
 FLAG_SPARSE = 0x02  # wire encoding only: never set on a decoded FrameFeatures
 FLAG_HALF = 0x04  # wire encoding only, like SPARSE
-_KNOWN_FLAGS = {1: FLAG_GAP, 2: FLAG_GAP | FLAG_SPARSE, 3: FLAG_GAP | FLAG_SPARSE | FLAG_HALF}
-_KNOWN_FLAGS[4] = _KNOWN_FLAGS[3]
+_KNOWN_FLAGS = {
+    1: FLAG_GAP,
+    2: FLAG_GAP | FLAG_SPARSE,
+    3: FLAG_GAP | FLAG_SPARSE | FLAG_HALF,
+    4: FLAG_GAP | FLAG_SPARSE | FLAG_HALF,
+}
 DIGEST_SINCE = 4  # the first version with the edge digest
 _DIGEST = struct.Struct("<I")
 WIRE_PRECISIONS = ("float32", "float16")

@@ -95,7 +95,7 @@ class FlowFeatureExtractor:
         self.cfg = cfg
         self.rows, self.cols = cfg.grid_rows, cfg.grid_cols
         self._prev: np.ndarray | None = None
-        self._step_ms = 1000.0 / cfg.target_fps if cfg.target_fps else None
+        self._target_ms = 1000.0 / cfg.target_fps if cfg.target_fps else None
         self._clahe = (
             cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(8, 8)) if cfg.normalise == "clahe" else None
         )
@@ -119,9 +119,9 @@ class FlowFeatureExtractor:
     def _time_scale(self, step_ms: float | None) -> float:
         """Flow over a step of ``step_ms`` -> flow per 1/target_fps seconds. Bounded: a step far from
         the target's is a stall, and its flow is no speed to stretch."""
-        if self._step_ms is None or step_ms is None or step_ms <= 0:
+        if self._target_ms is None or step_ms is None or step_ms <= 0:
             return 1.0
-        return min(max(self._step_ms / step_ms, MIN_TIME_SCALE), MAX_TIME_SCALE)
+        return min(max(self._target_ms / step_ms, MIN_TIME_SCALE), MAX_TIME_SCALE)
 
     def _setup(self, h: int, w: int) -> _Geometry:
         """Flow size, unit scales and per-pixel cell indices for one input size (cached)."""

@@ -77,6 +77,7 @@ class CameraWorker:
     def __init__(self, cfg: Config, camera_id: str, source: str, settings: EdgeSettings, producer, stop, opener=None):
         validate_camera_id(camera_id)
         self.cfg, self.camera_id, self.settings, self.producer, self.stop = cfg, camera_id, settings, producer, stop
+        self.edge_digest = settings_digest(settings)  # tells the job which settings the features come from
         self.stats = CameraStats(camera_id)
         kw = {"opener": opener} if opener is not None else {}
         self.stream = CameraStream(source, settings, self.stats, stop, **kw)  # SourceError now, not later
@@ -126,7 +127,6 @@ class CameraWorker:
     def _capture_loop(self, limit: int | None, position: int) -> None:
         cfg, st, edge = self.settings, self.stats, self.cfg.edge
         ex = make_extractor(cfg, self.cfg.mask_for(self.camera_id))
-        digest = settings_digest(cfg)  # tells the job which settings these features were computed with
         block_s = edge.queue_block_ms / 1000.0 if (self.stream.live or cfg.realtime) else edge.send_timeout_s
         bar = self._progress_bar(position)
         # The first record is flagged: a restarted edge begins again at frame 0 and the job must not
@@ -154,7 +154,7 @@ class CameraWorker:
                     s.gray.shape[0],
                     feats,
                     flags,
-                    edge_digest=digest,
+                    edge_digest=self.edge_digest,
                 )
                 value = rec.encode(self.cfg.edge.wire_precision)
                 st.add_time("encode", time.thread_time() - t0)
@@ -333,7 +333,7 @@ def _run(cfg: Config, workers: list[CameraWorker], producer, own: bool, limit: i
                 "camera %s: reading %s, edge digest %d (%s)",
                 w.camera_id,
                 redact(w.stream.source),
-                settings_digest(w.settings),
+                w.edge_digest,
                 describe(w.settings),
             )
             w.start(limit, position=i)

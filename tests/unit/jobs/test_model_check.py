@@ -10,6 +10,7 @@ import pytest
 
 from jobs.anomaly_job import main
 from jobs.model_check import check_model, edge_settings_warnings
+from models.card import ModelCard
 from vad.config import REPO_ROOT, ConfigError, load_config
 from vad.schema import FEATURE_LAYOUT_VERSION
 
@@ -121,6 +122,10 @@ def test_cameras_whose_edge_settings_are_not_their_models_are_warned_about(tmp_p
     with caplog.at_level("WARNING"):
         check_model(cfg)
     assert any(r.getMessage().startswith("edge: edge settings other than") for r in caplog.records)
-    # A model that is not at hand (an edge's machine) is no warning.
-    assert edge_settings_warnings(load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "no.onnx")}), []) == []
-    assert edge_settings_warnings(load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "no.onnx")})) == []
+    # A model that is not at hand (an edge's machine) is no warning, however the edge is set.
+    away = load_config(env={"VAD_JOB__MODEL_PATH": str(tmp_path / "no.onnx"), "VAD_EDGE__TARGET_FPS": "5"})
+    assert edge_settings_warnings(away) == [] and edge_settings_warnings(away, ["door"]) == []
+    assert edge_settings_warnings(cfg)[0].startswith("edge: ")  # the same edge, with the model at hand
+    # Cards the caller already loaded (check_model's) are used as they are, not read again.
+    given = {None: (ModelCard.load(DEFAULT / "card.json"), "given")}
+    assert "other than model given was trained with" in edge_settings_warnings(away, cards=given)[0]

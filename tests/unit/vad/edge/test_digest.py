@@ -63,8 +63,7 @@ def test_capture_and_transport_settings_leave_it_alone():
     assert settings_digest(other) == settings_digest(BASE)
 
 
-def test_a_camera_override_is_its_digest_and_yaml_numbers_compare_as_numbers():
+def test_settings_from_the_environment_compare_as_numbers():
     cfg = load_config(env={"VAD_EDGE__FLOW_GATE": "4", "VAD_EDGE__FLOW_SCALE": "1"})
     assert settings_digest(cfg.edge) == settings_digest(BASE.model_copy(update={"flow_scale": 1.0}))
-    assert settings_digest(cfg.edge) != 0
     assert "flow_scale=1.0" in describe(cfg.edge) and "code" not in describe(cfg.edge)
