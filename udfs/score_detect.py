@@ -54,7 +54,7 @@ from vad.config import DetectConfig, views_of
 from vad.detect import CameraState as DetectorState
 from vad.detect import starts_afresh
 from vad.dwell import DwellDetector, DwellState
-from vad.records import CameraState, Event, Kind, ScoreLine
+from vad.records import DEAD_LETTER_REASONS, CameraState, Event, Kind, ScoreLine
 from vad.schema import SchemaError
 
 EVENT_KINDS = typing.get_args(Kind)
@@ -154,8 +154,17 @@ class ScoreAndDetect(KeyedProcessFunction):
         self.drift = ScoreDrift(g)
         # Per kind under a `kind` key group (a label in Prometheus), so dashboards can split them.
         self.m_opened_by_kind = {k: g.add_group("kind", k).counter("events_opened") for k in EVENT_KINDS}
+        # Dead letters per reason too, so an alert tells a mis-set edge (a camera not scored at all)
+        # from malformed input.
+        self.m_dead_by_reason = {r: g.add_group("reason", r).counter("dead_letters") for r in DEAD_LETTER_REASONS}
         self.announce = Announcement(
-            self.m_dead, self.m_late, self.m_missing, self.m_opened, self.m_closed, *self.m_opened_by_kind.values()
+            self.m_dead,
+            self.m_late,
+            self.m_missing,
+            self.m_opened,
+            self.m_closed,
+            *self.m_opened_by_kind.values(),
+            *self.m_dead_by_reason.values(),
         )
         # Loitering per zone, beside the motion score: only cameras with zones are stepped.
         self.dwell = DwellDetector(self.detect, self.camera_settings, self.idle_close_ms)
@@ -269,6 +278,8 @@ class ScoreAndDetect(KeyedProcessFunction):
         errors.sort(key=lambda t: t[0])
         for i, e in errors:
             self.m_dead.inc()
+            if e.reason in self.m_dead_by_reason:
+                self.m_dead_by_reason[e.reason].inc()
             yield DEAD_LETTER, dead_letter(items[i], e)
         # Each camera's state is changed in place (the object the state cache holds) and written back
         # (put) in _detect; a camera with only late frames here keeps what it had.

@@ -29,6 +29,7 @@ from vad.schema import FrameFeatures
 
 CAMERA = "metrics-cam"
 DRIFT_CAMERA, DRIFT_FRAMES = "metrics-drift", 2304
+MISSET_CAMERA = "metrics-misset"
 CALM = grid_features(False)
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = [REPO / "k8s" / "base" / "monitoring.yaml", *sorted((REPO / "k8s" / "base" / "grafana").glob("*.json"))]
@@ -163,6 +164,19 @@ def _produce_calm(env: dict[str, str], camera: str, frames: int) -> None:
     p.close()
 
 
+def _produce_dead_letters(env: dict[str, str]) -> None:
+    """A truncated record and a valid one from an edge with other settings than the model's: one dead
+    letter each, under two reasons."""
+    cfg = load_config(env=env)
+    p = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers)
+    now = int(time.time() * 1000)
+    misset = FrameFeatures(MISSET_CAMERA, 0, now, 360, 240, CALM, edge_digest=12345).encode("float16")
+    p.send(cfg.kafka.topics.features, key=MISSET_CAMERA.encode(), value=misset, timestamp_ms=now)
+    p.send(cfg.kafka.topics.features, key=b"metrics-broken", value=b"VADF\x01 not a record", timestamp_ms=now)
+    p.flush()
+    p.close()
+
+
 def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest, push_receiver):
     env = job_env(
         "metrics",
@@ -170,6 +184,7 @@ def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest, 
         VAD_JOB__LOCAL_FLINK_SETTINGS=push_receiver.flink_settings(),
     )
     ensure_topics(load_config(env=env).kafka)
+    _produce_dead_letters(env)
     sent = produce(env, {CAMERA: ped2 / "test" / "Test004.mp4"})[CAMERA]  # anomalous from frame 31
     # Enough frames for the score-drift gauges of a camera (udfs/score_drift.py MIN_SAMPLES).
     _produce_calm(env, DRIFT_CAMERA, DRIFT_FRAMES)
@@ -181,7 +196,9 @@ def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest, 
         deadline = time.monotonic() + 300
         # The Redis writer is a task of its own: its metrics come with its own bundles.
         while time.monotonic() < deadline and (
-            int(seen.get("windows_scored", 0)) < total or int(seen.get("redis_events_written", 0)) < 1
+            int(seen.get("windows_scored", 0)) < total
+            or int(seen.get("redis_events_written", 0)) < 1
+            or int(seen.get("vad_dead_letters", 0)) < 2
         ):
             assert job.poll() is None, f"the job died\n{jobs.logs(job)}"
             time.sleep(2)
@@ -206,7 +223,7 @@ def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest, 
     finally:
         jobs.kill(job)
     assert listening.get(str(local_rest.port)) in ("127.0.0.1", "[::ffff:127.0.0.1]"), listening
-    assert int(seen["records_in"]) == total and int(seen["windows_scored"]) == total, seen
+    assert int(seen["records_in"]) == total + 2 and int(seen["windows_scored"]) == total, seen
     batches = int(seen["batches"])
     assert 0 < batches <= total and _count(seen["batch_size"]) == batches
     assert _count(seen["inference_us"]) == batches and _count(seen["frame_score_x1000"]) == total
@@ -215,9 +232,13 @@ def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest, 
     # inference time is what Prometheus gets of it (a distribution is exported there as 0).
     assert int(seen[f"camera.{CAMERA}.windows_scored"]) == sent, seen
     assert int(seen["inference_us_sum"]) > 0, seen
+    # Dead letters in all and per reason, a label in Prometheus.
+    assert int(seen["vad_dead_letters"]) == 2, seen
+    assert int(seen["reason.truncated.dead_letters"]) == 1, seen
+    assert int(seen["reason.edge_settings_mismatch.dead_letters"]) == 1, seen
     # Counted once at 0 in the operators' first element: there, and at 0, without a single count.
     for name in (
-        "vad_dead_letters",
+        "reason.grid_mismatch.dead_letters",
         "late_or_duplicate_frames",
         "frames_missing",
         "redis_events_duplicate",
@@ -241,6 +262,7 @@ def test_operator_metrics_reach_flink(job_env, ped2, produce, jobs, local_rest, 
     assert "camera" in exported["flink_taskmanager_job_task_operator_vad_camera_windows_scored"], exported
     assert {"camera", "job_name"} <= exported[drift_p99], exported[drift_p99]
     assert "job_name" in exported["flink_taskmanager_job_task_operator_vad_records_in"], exported
+    assert "reason" in exported["flink_taskmanager_job_task_operator_vad_reason_dead_letters"], exported
     # A still scene scores 0; the shipped model's card has a calibrated p99 above 0 (the drift rule
     # divides by it).
     assert p99 == 0.0 and calibration is not None and calibration > 0, (p99, calibration)

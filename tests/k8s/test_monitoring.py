@@ -23,6 +23,7 @@ import yaml
 from vad.edge.lag import LagWatch
 from vad.edge.metrics import EdgeCollector
 from vad.edge.stats import CameraStats
+from vad.records import MISMATCH_REASONS
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "k8s" / "base" / "monitoring.yaml"
@@ -107,8 +108,21 @@ def _dead_letters_by_subtask(groups):
     return "VadDeadLetterRate"
 
 
+def _not_scored_for_any_reason(groups):
+    r = _rule(groups, "VadCameraNotScored")
+    r["expr"] = re.sub(r"\{reason=~\"[^\"]+\"\}", "", r["expr"])  # malformed input would alert too
+    return "VadCameraNotScored"
+
+
 @pytest.mark.parametrize(
-    "mutate", [_without_silence_guard, _without_calibration_guard, _threshold_up, _dead_letters_by_subtask]
+    "mutate",
+    [
+        _without_silence_guard,
+        _without_calibration_guard,
+        _threshold_up,
+        _dead_letters_by_subtask,
+        _not_scored_for_any_reason,
+    ],
 )
 def test_rule_unit_tests_catch_a_broken_rule(promtool, tmp_path, mutate):
     groups = rule_groups()
@@ -116,6 +130,12 @@ def test_rule_unit_tests_catch_a_broken_rule(promtool, tmp_path, mutate):
     res = _test_rules(promtool, tmp_path, groups)
     out = res.stdout + res.stderr  # promtool reports failures on stderr
     assert res.returncode != 0 and "FAILED" in out and mentions in out, out
+
+
+def test_the_not_scored_alert_selects_exactly_the_mismatch_reasons():
+    expr = _rule(rule_groups(), "VadCameraNotScored")["expr"]
+    (selected,) = re.findall(r'reason=~"([^"]+)"', expr)
+    assert set(selected.split("|")) == MISMATCH_REASONS
 
 
 def _walk(node):
@@ -241,7 +261,7 @@ def unknown_metrics(texts: list[str]) -> list[str]:
 
 def test_names_are_found_where_they_are_registered():
     names, distributions = job_metric_names()
-    want = {"records_in", "vad_dead_letters", "redis_retries", "inference_us_sum"}
+    want = {"records_in", "vad_dead_letters", "reason_dead_letters", "redis_retries", "inference_us_sum"}
     assert want | {"camera_score_p99_x1000", "camera_calibration_p99_x1000", "camera_windows_scored"} <= names
     assert {"frame_score_x1000", "inference_us"} <= distributions
     assert {"vad_edge_frames_read_total", "vad_edge_send_lag_seconds", "vad_edge_records_dropped_total"} <= (

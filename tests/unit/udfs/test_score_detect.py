@@ -16,7 +16,7 @@ from udfs.batches import pack_batch
 from udfs.score_detect import DEAD_LETTER, END_OF_INPUT, EVENTS, SCORES, ScoreAndDetect
 from vad.config import REPO_ROOT, DetectConfig, EdgeConfig
 from vad.edge.digest import settings_digest
-from vad.records import DeadLetter, Event, ScoreLine
+from vad.records import DEAD_LETTER_REASONS, DeadLetter, Event, ScoreLine
 from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
 
 MODEL = str(REPO_ROOT / "models" / "default" / "model.onnx")
@@ -124,6 +124,52 @@ def test_malformed_records_are_dead_lettered_and_the_rest_scored():
     scores, _, dead = run(op, [rec("a", 0), bad, b"garbage", rec("a", 2)])
     assert [s["frame_index"] for s in scores] == [0, 2]
     assert sorted(d["reason"] for d in dead) == ["non_finite", "truncated"]
+
+
+class _Counters:
+    """A metric group that keeps each counter's total by its group path (``reason.truncated.dead_letters``)."""
+
+    def __init__(self, totals=None, path=()):
+        self.totals, self.path = ({} if totals is None else totals), path
+
+    def add_group(self, name, extra=None):
+        return _Counters(self.totals, (*self.path, name) if extra is None else (*self.path, name, extra))
+
+    def counter(self, name):
+        key = ".".join((*self.path[1:], name))  # without the `vad` group, as the REST API's ids after it
+        totals = self.totals
+
+        class Counter:
+            def inc(self, n=1):
+                totals[key] = totals.get(key, 0) + n
+
+            def update(self, _value):
+                pass
+
+        return Counter()
+
+    def distribution(self, _name):
+        return self.counter("_")
+
+    def gauge(self, _name, _obj):
+        pass
+
+
+def test_dead_letters_are_counted_per_reason_and_every_reason_is_announced_at_zero():
+    totals = {}
+
+    class Runtime(_Runtime):
+        def get_metrics_group(self):
+            return _Counters(totals)
+
+    op = ScoreAndDetect(MODEL, DetectConfig(threshold=1.0), 5000, 3600, emit_scores=False)
+    op.open(Runtime())
+    small = FrameFeatures("a", 1, 1_800_000_000_100, 360, 240, np.ones((6, 9, N_CHANNELS), np.float32)).encode()
+    _, _, dead = run(op, [rec("a", 0), small, b"garbage", b"garbage!"])
+    assert sorted(d["reason"] for d in dead) == ["grid_mismatch", "truncated", "truncated"]
+    assert totals["vad_dead_letters"] == 3
+    by_reason = {k.split(".")[1]: v for k, v in totals.items() if k.startswith("reason.")}
+    assert by_reason == {r: {"truncated": 2, "grid_mismatch": 1}.get(r, 0) for r in DEAD_LETTER_REASONS}
 
 
 def test_a_grid_the_model_cannot_score_is_dead_lettered_not_a_crash():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import re
 
 import cloudpickle
 import jsonschema
@@ -17,7 +18,17 @@ from pydantic import ValidationError
 from vad.config import REPO_ROOT, DetectConfig
 from vad.detect import CameraState as DetectorState
 from vad.detect import EpisodeDetector, state_to_dict
-from vad.records import PUBLISHED, CameraState, DeadLetter, Event, ScoreLine, json_schemas, stale_schemas
+from vad.records import (
+    DEAD_LETTER_REASONS,
+    MISMATCH_REASONS,
+    PUBLISHED,
+    CameraState,
+    DeadLetter,
+    Event,
+    ScoreLine,
+    json_schemas,
+    stale_schemas,
+)
 from vad.schema import N_CHANNELS, FrameFeatures
 
 CAMERA = "site-1/cam.2:x"
@@ -107,6 +118,19 @@ def test_events_carry_their_version_and_refuse_what_they_do_not_know():
         Event(**{**_events()[-1].model_dump(), "close_reason": "end"})
     with pytest.raises(ValidationError):  # frozen
         _events()[0].seq = 5
+
+
+def test_every_reason_the_code_dead_letters_with_is_a_listed_one_and_each_listed_one_is_used():
+    """The job counts dead letters per listed reason, and the published schema describes those: a
+    reason missing from the list would be counted in the total only, one listed but never raised
+    would be a dead series."""
+    raised = set()
+    for folder in ("vad", "udfs", "models", "jobs"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            raised |= set(re.findall(r'SchemaError\(\s*"([a-z_0-9]+)"', path.read_text()))
+    assert len(raised) >= 15, raised
+    assert raised == set(DEAD_LETTER_REASONS)
+    assert MISMATCH_REASONS == {"grid_mismatch", "layout_mismatch", "frame_size_mismatch", "edge_settings_mismatch"}
 
 
 def test_dead_letters_write_the_same_json_as_before_with_a_version(monkeypatch):
