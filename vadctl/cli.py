@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from vad.config import REPO_ROOT, ConfigError, dump_config, load_config
+from vad.dead_letters import add_arguments as dead_letters_arguments
 from vad.follow import add_arguments as add_follow_arguments
 from vadctl.job_failures import first_failure, root_cause
 from vadctl.models_cli import add_model_commands
@@ -176,6 +177,12 @@ def _cmd_events(cfg, args) -> int:
     return 0
 
 
+def _cmd_dead_letters(cfg, args) -> int:
+    from vad import dead_letters
+
+    return dead_letters.run(cfg, args)
+
+
 def _cmd_schemas(cfg, args) -> int:
     from vad.records import stale_schemas, write_schemas
 
@@ -322,6 +329,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="summary only")
     add_follow_arguments(s)
     s.set_defaults(fn=_cmd_events)
+    s = sub.add_parser("dead-letters", help="what the job could not score lately, per camera and reason")
+    dead_letters_arguments(s)
+    s.set_defaults(fn=_cmd_dead_letters)
     s = sub.add_parser("schemas", help="write the JSON Schemas of the job's output records (vad/records.py)")
     s.add_argument("--dir", default=str(REPO_ROOT / "docs" / "schemas"), help="folder (default docs/schemas)")
     s.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files there differ")

@@ -137,3 +137,25 @@ def test_an_edge_with_other_feature_settings_than_the_models_is_dead_lettered_no
     assert len(dead) == MISSET_FRAMES and {d.reason for d in dead} == {"edge_settings_mismatch"}
     assert "flow_gate=4.0" in dead[0].detail  # the model's setting, for the operator to match
     assert not [s for s in read_kafka_scores(cfg, timeout_s=10) if s.camera_id == MISSET]
+
+
+def test_vad_dead_letters_names_the_misset_camera_and_its_models_settings(job_run, run_vad):
+    """After the run (job_run), so the topic holds the truncated record's and the mis-set edge's."""
+    res = run_vad("dead-letters", "--since", "1h", "--json", timeout=120)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    groups = {(g["camera_id"], g["reason"]): g for g in summary["groups"]}
+    assert summary["complete"] and summary["records"] == 1 + MISSET_FRAMES, summary
+    assert set(groups) == {("", "truncated"), (MISSET, "edge_settings_mismatch")}, groups
+    misset = groups[(MISSET, "edge_settings_mismatch")]
+    assert misset["count"] == MISSET_FRAMES and "flow_gate=4.0" in misset["detail"]
+    assert misset["first_seen_ms"] <= misset["last_seen_ms"]
+    # The table, one camera; and nothing in a window that starts after the run.
+    table = run_vad("dead-letters", "--camera", MISSET, timeout=120)
+    assert table.returncode == 0, table.stderr
+    rows = table.stdout.splitlines()
+    assert rows[0].split()[:3] == ["camera", "reason", "count"], rows
+    assert rows[1].split()[:3] == [MISSET, "edge_settings_mismatch", str(MISSET_FRAMES)], rows
+    assert rows[-1].startswith(f"{MISSET_FRAMES} dead letters since"), rows
+    later = run_vad("dead-letters", "--since", "2099-01-01T00:00:00", timeout=120)
+    assert later.returncode == 0 and later.stdout.startswith("no dead letters since 2099-01-01 00:00:00Z"), later
