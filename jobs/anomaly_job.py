@@ -97,7 +97,7 @@ def kafka_sink(cfg: Config, topic: str, name: str, key: SerializationSchema | No
             jvm.org.apache.flink.streaming.connectors.kafka.partitioner.FlinkFixedPartitioner()
         )
     b = KafkaSink.builder().set_bootstrap_servers(k.bootstrap_servers).set_record_serializer(serializer.build())
-    for prop, value in flink_properties(k).items():
+    for prop, value in {**flink_properties(k), "compression.type": j.sink_compression}.items():
         b = b.set_property(prop, value)
     if j.delivery == "exactly_once":
         b = (

@@ -246,6 +246,9 @@ class JobConfig(_Strict):
     transaction_timeout_ms: int = Field(
         600_000, ge=10_000, le=900_000, description="exactly_once's transaction timeout; at most the broker's maximum"
     )
+    sink_compression: Literal["none", "gzip", "lz4"] = Field(
+        "lz4", description="Kafka compression of the job's events, scores and dead letters"
+    )
     bounded: bool = Field(False, description="stop at the offsets current at start (demo, tests)")
     start_from: Literal["earliest", "latest", "committed"] = Field(
         "earliest",
