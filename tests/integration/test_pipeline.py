@@ -159,3 +159,5 @@ def test_vad_dead_letters_names_the_misset_camera_and_its_models_settings(job_ru
     assert rows[-1].startswith(f"{MISSET_FRAMES} dead letters since"), rows
     later = run_vad("dead-letters", "--since", "2099-01-01T00:00:00", timeout=120)
     assert later.returncode == 0 and later.stdout.startswith("no dead letters since 2099-01-01 00:00:00Z"), later
+    missing = run_vad("dead-letters", extra_env={"VAD_KAFKA__TOPICS__DEAD_LETTER": "no-such-dlq"}, timeout=120)
+    assert missing.returncode == 1 and "no topic no-such-dlq (kafka.topics.dead_letter)" in missing.stderr, missing
