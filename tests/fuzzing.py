@@ -76,7 +76,7 @@ def fuzz(name: str):
 
 
 # The reasons the job's dead letters carry for an undecodable record, written out apart from
-# vad.records.DEAD_LETTER_REASONS (test_records_fuzz checks they are its non-mismatch ones).
+# vad.dead_letter_reasons.DEAD_LETTER_REASONS (test_records_fuzz checks they are its non-mismatch ones).
 DECODE_REASONS = frozenset(
     {
         "bad_type",

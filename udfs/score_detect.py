@@ -51,10 +51,11 @@ from udfs.model_set import ModelSet, edge_mismatch
 from udfs.score_drift import ScoreDrift
 from vad.batch_decode import decode_batch
 from vad.config import DetectConfig, views_of
+from vad.dead_letter_reasons import DEAD_LETTER_REASONS
 from vad.detect import CameraState as DetectorState
 from vad.detect import starts_afresh
 from vad.dwell import DwellDetector, DwellState
-from vad.records import DEAD_LETTER_REASONS, CameraState, Event, Kind, ScoreLine
+from vad.records import CameraState, Event, Kind, ScoreLine
 from vad.schema import SchemaError
 
 EVENT_KINDS = typing.get_args(Kind)

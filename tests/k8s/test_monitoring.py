@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vad.dead_letter_reasons import MISMATCH_REASONS
 from vad.edge.lag import LagWatch
 from vad.edge.metrics import EdgeCollector
 from vad.edge.stats import CameraStats
-from vad.records import MISMATCH_REASONS
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "k8s" / "base" / "monitoring.yaml"
@@ -108,6 +108,11 @@ def _dead_letters_by_subtask(groups):
     return "VadDeadLetterRate"
 
 
+def _not_scored_at_once(groups):
+    _rule(groups, "VadCameraNotScored")["for"] = "0m"  # one rejected record would page
+    return "VadCameraNotScored"
+
+
 def _not_scored_for_any_reason(groups):
     r = _rule(groups, "VadCameraNotScored")
     r["expr"] = re.sub(r"\{reason=~\"[^\"]+\"\}", "", r["expr"])  # malformed input would alert too
@@ -122,6 +127,7 @@ def _not_scored_for_any_reason(groups):
         _threshold_up,
         _dead_letters_by_subtask,
         _not_scored_for_any_reason,
+        _not_scored_at_once,
     ],
 )
 def test_rule_unit_tests_catch_a_broken_rule(promtool, tmp_path, mutate):

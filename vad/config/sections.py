@@ -246,6 +246,7 @@ class JobConfig(_Strict):
     transaction_timeout_ms: int = Field(
         600_000, ge=10_000, le=900_000, description="exactly_once's transaction timeout; at most the broker's maximum"
     )
+    # Not zstd: its codec (zstd-jni) is not in flink-dist, where the connector's client finds lz4's.
     sink_compression: Literal["none", "gzip", "lz4"] = Field(
         "lz4", description="Kafka compression of the job's events, scores and dead letters"
     )

@@ -29,7 +29,6 @@ def test_the_sinks_compress_as_configured(env, want):
     cfg = load_config(env=env)
     got = producer_settings(kafka_sink(cfg, cfg.kafka.topics.events, "events"))
     assert got["compression.type"] == want, got
-    assert got["security.protocol"] == "PLAINTEXT"
 
 
 def test_an_exactly_once_sink_is_transactional_with_the_configured_timeout():

@@ -15,8 +15,9 @@ from models.card import ModelCard
 from udfs.batches import pack_batch
 from udfs.score_detect import DEAD_LETTER, END_OF_INPUT, EVENTS, SCORES, ScoreAndDetect
 from vad.config import REPO_ROOT, DetectConfig, EdgeConfig
+from vad.dead_letter_reasons import DEAD_LETTER_REASONS
 from vad.edge.digest import settings_digest
-from vad.records import DEAD_LETTER_REASONS, DeadLetter, Event, ScoreLine
+from vad.records import DeadLetter, Event, ScoreLine
 from vad.schema import FLAG_GAP, N_CHANNELS, FrameFeatures
 
 MODEL = str(REPO_ROOT / "models" / "default" / "model.onnx")

@@ -16,11 +16,10 @@ from published_schemas import check
 from pydantic import ValidationError
 
 from vad.config import REPO_ROOT, DetectConfig
+from vad.dead_letter_reasons import DEAD_LETTER_REASONS, MISMATCH_REASONS
 from vad.detect import CameraState as DetectorState
 from vad.detect import EpisodeDetector, state_to_dict
 from vad.records import (
-    DEAD_LETTER_REASONS,
-    MISMATCH_REASONS,
     PUBLISHED,
     CameraState,
     DeadLetter,

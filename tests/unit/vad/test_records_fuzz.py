@@ -15,7 +15,8 @@ from published_schemas import check
 from pydantic import ValidationError
 
 from vad.consumer import parse
-from vad.records import DEAD_LETTER_REASONS, MISMATCH_REASONS, DeadLetter, Event, ScoreLine
+from vad.dead_letter_reasons import DEAD_LETTER_REASONS, MISMATCH_REASONS
+from vad.records import DeadLetter, Event, ScoreLine
 
 KINDS = [Event, DeadLetter, ScoreLine]
 VALID = {
