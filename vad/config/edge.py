@@ -58,6 +58,12 @@ class EdgeSettings(_Strict):
     flow_min_height: int = Field(
         120, ge=0, le=4320, description="compute flow on at least this many rows (the frame's own if fewer; 0: off)"
     )
+    # Shake and pans move every textured pixel; without this a swaying pole is one long alarm.
+    compensate_camera_motion: bool = Field(
+        True,
+        description="subtract the flow most of the frame shares (shake, sway, pan, tilt) before the cells "
+        "are measured; a still camera's features are unchanged",
+    )
     normalise: Literal["none", "equalize", "clahe"] = Field(
         "none",
         description="lighting normalisation before flow, for cameras whose contrast swings (night, IR); "

@@ -36,6 +36,7 @@ FEATURE_FIELDS = (
     "normalise",
     "clahe_clip",
     "flow_gate",
+    "compensate_camera_motion",
     "resize",
     "sample_every",
     "target_fps",
@@ -50,6 +51,10 @@ def feature_settings(cfg: EdgeSettings) -> dict:
             del out[k]
     if cfg.normalise != "clahe":
         del out["clahe_clip"]
+    # Compensation leaves a still camera's features exactly as they were (it never engaged on the
+    # development clips), so when on it keeps the digest of releases before it; off is stated.
+    if cfg.compensate_camera_motion:
+        del out["compensate_camera_motion"]
     if out["resize"] is not None:
         out["resize"] = list(out["resize"])
     # Floats as floats: a YAML 4 and 4.0 are the same gate.

@@ -19,7 +19,8 @@ resolution per sampled frame, ``fg`` on a 0-1 scale. With ``target_fps`` and the
 a sampled frame means 1/target_fps seconds: a source whose rate is no multiple of the target is
 sampled at uneven steps (25 fps to 10: 80, 120, 80 ms ...), and flow over each step (its length in
 the source's own presentation times) is scaled to that interval, so a walker's speed does not swing
-by half from one frame to the next. The camera's mask
+by half from one frame to the next. The camera's own motion (shake, pans) is subtracted from the
+flow first (``compensate_camera_motion``, vad/edge/camera_motion.py). The camera's mask
 cells (``cameras.<id>.mask``) are zeroed.
 """
 
@@ -35,6 +36,7 @@ import cv2
 import numpy as np
 
 from vad.config import EdgeSettings
+from vad.edge.camera_motion import compensate
 from vad.schema import DIRECTION_BINS, N_CHANNELS
 
 _DIS_PRESETS = {
@@ -52,6 +54,7 @@ class FeatureExtractor(Protocol):
     """Turns consecutive grayscale frames into a [rows, cols, N_CHANNELS] float32 grid."""
 
     timings: dict[str, float]
+    camera_motion_frames: int
 
     def reset(self) -> None:
         """Forget the previous frame (after a gap, the next frame has no motion reference)."""
@@ -112,6 +115,7 @@ class FlowFeatureExtractor:
         self._gate_u8 = np.uint8(math.ceil(self._gate))
         # Accumulated seconds per stage, read by the producer's metrics and the benchmark.
         self.timings = dict.fromkeys(STAGES, 0.0)
+        self.camera_motion_frames = 0  # frames whose flow had the camera's own motion subtracted
 
     def reset(self) -> None:
         self._prev = None
@@ -165,6 +169,9 @@ class FlowFeatureExtractor:
             flow = self._dis.calc(prev, small, None)
         else:
             flow = cv2.calcOpticalFlowFarneback(prev, small, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        if self.cfg.compensate_camera_motion:
+            flow, prev, moved = compensate(flow, prev)
+            self.camera_motion_frames += moved
         t2 = time.thread_time()
         self.timings["flow"] += t2 - t1
         out = self.reduce(flow, small, prev, g, self._time_scale(step_ms))

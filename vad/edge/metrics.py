@@ -6,7 +6,7 @@ pay nothing for the endpoint. Names carry the camera as a label:
 
     vad_edge_frames_read_total, vad_edge_frames_sampled_total, vad_edge_frames_corrupt_total,
     vad_edge_records_{queued,sent,failed,dropped}_total, vad_edge_gaps_total,
-    vad_edge_reconnects_total, vad_edge_stage_cpu_seconds_total{stage},
+    vad_edge_reconnects_total, vad_edge_camera_motion_frames_total, vad_edge_stage_cpu_seconds_total{stage},
     vad_edge_camera_running (its capture thread is alive: 0 once it ended or gave up reconnecting),
     and for paced cameras (live, --realtime files): vad_edge_send_lag_seconds,
     vad_edge_backlog_seconds, vad_edge_behind (0/1), vad_edge_behind_episodes_total.
@@ -36,6 +36,11 @@ COUNTERS = (
     ("records_dropped", "dropped", "Records dropped because the send queue was full."),
     ("gaps", "gaps", "Records sent with the GAP flag (the job resets the camera's window)."),
     ("reconnects", "reconnects", "Reconnects of the camera's stream."),
+    (
+        "camera_motion_frames",
+        "camera_motion",
+        "Frames whose flow had the camera's own motion (shake, sway, pans) subtracted.",
+    ),
 )
 
 

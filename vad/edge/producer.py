@@ -144,6 +144,7 @@ class CameraWorker:
                     pending_gap = True
                     log.debug("camera %s: frame skipped: %s", self.camera_id, e)
                     continue
+                st.camera_motion = ex.camera_motion_frames
                 t0 = time.thread_time()
                 flags = FLAG_GAP if (s.gap or pending_gap) else 0
                 rec = FrameFeatures(

@@ -27,6 +27,7 @@ class CameraStats:
     corrupt: int = 0  # frames that could not be decoded (skipped)
     gaps: int = 0  # records sent with FLAG_GAP
     reconnects: int = 0
+    camera_motion: int = 0  # frames whose flow had the camera's own motion (shake, pans) subtracted
     lag: LagWatch | None = None  # paced sources only (live, --realtime files): vad/edge/lag.py
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     started: float = field(default_factory=time.monotonic)
@@ -51,6 +52,7 @@ class CameraStats:
             "corrupt": self.corrupt,
             "gaps": self.gaps,
             "reconnects": self.reconnects,
+            "camera_motion": self.camera_motion,
             "fps": round(self.sampled / dt, 1),
             # Mean CPU milliseconds (thread time) per sampled frame; decode includes frames sampling skipped.
             "ms": {k: round(1000.0 * v / per, 3) for k, v in self.stage_s.items()},

@@ -30,14 +30,18 @@ def texture(h=240, w=360, seed=0):
 
 class FakeCapture:
     """Plays a script: an int n = n moving frames, "corrupt" = one undecodable frame, "drop" = the
-    connection ends (read returns None). Frames are a texture shifted right by 2 px per frame.
-    ``delay(i)`` is how long reading frame i takes (a live camera read more slowly than it delivers:
-    its presentation times still advance by the frame period)."""
+        connection ends (read returns None). Frames are a still texture with a patch of another moving right
+    by 2 px per frame from the centre, over the middle third of the rows (an object: the whole texture moving would be
+    the camera's own motion, which the edge subtracts; ``pan=n`` adds that, n px a frame).
+        ``delay(i)`` is how long reading frame i takes (a live camera read more slowly than it delivers:
+        its presentation times still advance by the frame period)."""
 
-    def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None, jitter_ms=0.0, delay=None):
-        self.fps, self.frame_count, self.jitter_ms, self.delay = fps, None, jitter_ms, delay
+    def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None, jitter_ms=0.0, delay=None, pan=0):
+        self.fps, self.frame_count, self.jitter_ms, self.delay, self.pan = fps, None, jitter_ms, delay, pan
         self._items = list(script)
         self._bg = texture() if bg is None else bg
+        h, w = self._bg.shape
+        self._patch = texture(h // 3, w // 3, seed=99)
         self._i, self._pts, self._t = 0, pts, start_pts_ms
         self.closed = False
 
@@ -56,7 +60,12 @@ class FakeCapture:
             self._items[0] = head - 1
             if self.delay is not None:
                 time.sleep(self.delay(self._i))
-            g = np.roll(self._bg, 2 * self._i, axis=1)
+            g = self._bg.copy()
+            ph, pw = self._patch.shape
+            x = ((g.shape[1] - pw) // 2 + 2 * self._i) % (g.shape[1] - pw)  # from the centre
+            g[ph : 2 * ph, x : x + pw] = self._patch
+            if self.pan:  # the camera pans right: the scene moves left
+                g = np.roll(g, -self.pan * self._i, axis=1)
             # Jittered presentation times: the first frame a little late, the next a little early, ...
             pts = self._t + (-self.jitter_ms if self._i % 2 else self.jitter_ms) if self._pts else None
             self._i += 1

@@ -19,6 +19,7 @@ CHANGED = {
     "flow_min_height": 0,
     "normalise": "equalize",
     "flow_gate": 0.0,
+    "compensate_camera_motion": False,
     "resize": (320, 240),
     "sample_every": 2,
     "target_fps": None,

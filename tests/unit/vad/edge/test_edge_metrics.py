@@ -31,7 +31,7 @@ def samples(text: str) -> dict:
 
 def test_every_camera_counter_is_exported_and_lag_only_for_paced_cameras():
     cfg = edge_config()
-    opener = FakeOpener(FakeCapture([12, "corrupt", 3]), FakeCapture([20], fps=100, bg=texture(120, 180)))
+    opener = FakeOpener(FakeCapture([12, "corrupt", 3]), FakeCapture([20], fps=100, bg=texture(120, 180), pan=3))
     cams = [("file-1", "clip.mp4", cfg.edge.settings_for(None)), ("live-1", "rtsp://cam/x", EdgeSettings(**LIVE_ONCE))]
     workers = run_cameras(cfg, cams, None, FakeProducer(fail_every=5), opener)
     registry = CollectorRegistry()
@@ -44,10 +44,14 @@ def test_every_camera_counter_is_exported_and_lag_only_for_paced_cameras():
         assert got[("vad_edge_records_sent_total", cam)] == st.sent > 0
         assert got[("vad_edge_records_failed_total", cam)] == st.failed
         assert got[("vad_edge_frames_corrupt_total", cam)] == st.corrupt
+        assert got[("vad_edge_camera_motion_frames_total", cam)] == st.camera_motion
         assert got[("vad_edge_camera_running", cam)] == 0  # both ended
         for stage in STAGES:
             assert got[("vad_edge_stage_cpu_seconds_total", (*cam, ("stage", stage)))] == st.stage_s[stage]
     assert got[("vad_edge_frames_corrupt_total", (("camera", "file-1"),))] == 1
+    # The live camera pans (every frame but the first, which has no flow); the file's camera is still.
+    assert got[("vad_edge_camera_motion_frames_total", (("camera", "live-1"),))] == workers[1].stats.sampled - 1
+    assert got[("vad_edge_camera_motion_frames_total", (("camera", "file-1"),))] == 0
     assert sum(got[("vad_edge_records_failed_total", (("camera", w.camera_id),))] for w in workers) > 0
     live, file = (("camera", "live-1"),), (("camera", "file-1"),)
     assert got[("vad_edge_send_lag_seconds", live)] == workers[1].stats.lag.last_ms / 1000

@@ -11,6 +11,13 @@ from vad.schema import CHANNELS, N_CHANNELS
 MAG, DX, DY = CHANNELS.index("mag"), CHANNELS.index("dx"), CHANNELS.index("dy")
 
 
+def moving_camera(**settings) -> EdgeConfig:
+    """Settings for the tests that move a whole texture: that is the camera's own motion, which the
+    edge subtracts by default (tests/unit/vad/edge/test_camera_motion.py); here it stands for a known
+    flow whose units and scales are checked."""
+    return EdgeConfig(compensate_camera_motion=False, **settings)
+
+
 def texture(h=240, w=360, seed=0):
     rng = np.random.default_rng(seed)
     return cv2.GaussianBlur(rng.integers(0, 255, (h, w), dtype=np.uint8), (0, 0), 2)
@@ -51,7 +58,7 @@ def test_rejects_colour_frames():
 
 
 def test_masked_cells_are_zero_and_others_are_not():
-    ex = FlowFeatureExtractor(EdgeConfig(normalise="none"), mask=[(5, 7), (6, 8), (0, 0)])
+    ex = FlowFeatureExtractor(moving_camera(normalise="none"), mask=[(5, 7), (6, 8), (0, 0)])
     bg = texture(seed=5)
     out = [ex.process(np.roll(bg, 3 * t, axis=1)) for t in range(3)][-1]
     assert not out[5, 7].any() and not out[6, 8].any() and not out[0, 0].any()
@@ -62,7 +69,7 @@ def test_masked_cells_are_zero_and_others_are_not():
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, 0.25])
 def test_units_are_source_pixels_whatever_the_flow_scale(scale):
-    cfg = EdgeConfig(normalise="none", flow_scale=scale, flow_min_height=0, dis_preset="medium")
+    cfg = moving_camera(normalise="none", flow_scale=scale, flow_min_height=0, dis_preset="medium")
     ex = FlowFeatureExtractor(cfg)
     bg = texture(seed=6)
     out = [ex.process(np.roll(bg, (2 * t, 4 * t), axis=(0, 1))) for t in range(3)][-1]
@@ -84,7 +91,7 @@ def _uneven_steps(ex, bg, times_ms, px_per_s=50.0, with_steps=True):
 
 def test_flow_is_per_target_interval_when_a_source_is_sampled_at_uneven_steps():
     """25 fps kept at 10: steps of 80 and 120 ms. The same speed is the same feature at every step."""
-    cfg = EdgeConfig(normalise="none", flow_min_height=0, dis_preset="medium")
+    cfg = moving_camera(normalise="none", flow_min_height=0, dis_preset="medium")
     bg, times = texture(seed=11), [0, 80, 200, 280, 400]
     steady = _uneven_steps(FlowFeatureExtractor(cfg), bg, times)
     assert np.allclose(steady, 5.0, atol=0.6), steady  # 50 px/s = 5 px per 100 ms, at each step
@@ -113,7 +120,7 @@ def test_the_time_scale_is_bounded_and_one_without_a_step():
     ],
 )
 def test_flow_has_at_least_min_height_rows(h, w, floor, flow_hw):
-    ex = FlowFeatureExtractor(EdgeConfig(flow_min_height=floor))
+    ex = FlowFeatureExtractor(moving_camera(flow_min_height=floor))
     out = [ex.process(np.roll(texture(h, w, seed=8), 2 * t, axis=1)) for t in range(2)][-1]
     g = ex._geometry
     assert (g.fh, g.fw) == flow_hw
@@ -121,7 +128,7 @@ def test_flow_has_at_least_min_height_rows(h, w, floor, flow_hw):
 
 
 def test_resize_keeps_source_units_and_frame_shape_independent_grid():
-    ex = FlowFeatureExtractor(EdgeConfig(normalise="equalize", resize=(180, 120), flow_scale=1.0))
+    ex = FlowFeatureExtractor(moving_camera(normalise="equalize", resize=(180, 120), flow_scale=1.0))
     bg = texture(480, 720, seed=7)
     out = [ex.process(np.roll(bg, 6 * t, axis=1)) for t in range(3)][-1]
     assert out.shape == (12, 18, N_CHANNELS)

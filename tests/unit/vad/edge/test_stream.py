@@ -148,7 +148,7 @@ def test_records_are_keyed_decodable_and_counted():
     assert {t for t, *_ in p.records} == {cfg.kafka.topics.features}
     assert {k for _, k, _, _ in p.records} == {b"cam-1"}
     assert [r.frame_index for r in recs] == list(range(10))
-    assert recs[5].features[..., 2].max() > 1.0  # the fake moves 2 px/frame
+    assert recs[5].features[..., 2].max() > 1.0  # the fake's patch moves 2 px/frame
 
 
 def test_a_cameras_mask_from_the_config_zeroes_its_cells_at_the_edge():
@@ -158,7 +158,7 @@ def test_a_cameras_mask_from_the_config_zeroes_its_cells_at_the_edge():
         p = FakeProducer()
         (w,) = run_cameras(cfg, [(cam, "clip.mp4", cfg.edge_settings(cam))], 6, p, FakeOpener(FakeCapture([8])))
         feats = np.stack([decode(v).features for *_, v, _ in p.records])
-        assert w.error is None and feats[:, :, 9:].any()  # the fake moves everywhere
+        assert w.error is None and feats[:, :, 9:].any()  # the fake's patch moves across both halves
         assert (not feats[:, :, :9].any()) is masked
 
 
