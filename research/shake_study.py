@@ -2,14 +2,15 @@
 compensation (vad/edge/camera_motion.py). Training clips only choose; test clips are reported.
 
     nice -n 19 .venv/bin/python -m research.shake_study [--scenes ucsd_ped2 ucsd_ped1] [--out FILE]
-    .venv/bin/python -m research.shake_study --cost     # its cost on a still camera
+    .venv/bin/python -m research.shake_study --cost     # its cost on still cameras, end to end
 
 Per scene, a model is trained (the product's ``vad train`` path, default settings) on the training
 clips after the first eight; the first eight are the held-out normal video. Every frame is moved by
 a known camera motion before the edge sees it (bilinear warp, borders reflected):
 
 - ``jitter S``: a random shift of up to S source pixels in x and y, new every frame (shake);
-- ``sway A``: a slow sinusoid of A pixels in x (period 2 s) and A/2 in y (3.1 s), a camera on a pole;
+- ``sway A``: a slow sinusoid of A pixels in x (period 2 s) and A/2 in y (3.1 s), a camera on a pole
+  (periods counted at the clips' 10 frames a second);
 - ``pan V``: from frame 50, V pixels a frame in x for 1 s, then still (a nudge of the camera). Longer
   moves are not simulated: a warped frame has no content beyond its border, and the reflected
   border (10 px here) moves against the pan, an object no real pan shows.
@@ -27,8 +28,8 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
+from unittest import mock
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
@@ -81,18 +82,15 @@ def still_estimates(clips: list[Path], edge) -> float:
     it before its dead band (the extractor's compensation step replaced by a recorder)."""
     seen: list[float] = []
 
-    def record(flow: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    def record(flow: np.ndarray, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         seen.append(float(np.hypot(*camera_motion.median_motion(flow))))
         return flow, prev, False
 
-    real, features.compensate = features.compensate, record
-    try:
+    with mock.patch.object(features, "compensate", record):
         for c in clips:
             ex = make_extractor(edge.model_copy(update={"compensate_camera_motion": True}))
             for f in gray_frames(c, edge):
                 ex.process(f, 100.0)
-    finally:
-        features.compensate = real
     return max(seen)
 
 
@@ -150,23 +148,22 @@ def scene_rows(scene: str, work: Path, motions: tuple[str, ...] = MOTIONS) -> di
     return rows
 
 
-def cost(runs: int = 4, clips: int = 4) -> dict:
-    """Features of Ped2's first training clips, ms a frame (thread time, one thread), with the
-    compensation off and on, alternating; a still camera, so only the estimate's cost shows."""
-    cfg = load_config(None)
-    frames = [gray_frames(c, cfg.edge) for c in sorted((DATA / "ucsd_ped2" / "train").glob("*.mp4"))[:clips]]
-    ms: dict[str, list[float]] = {"off": [], "on": []}
+def cost(runs: int = 3) -> dict:
+    """The edge benchmark's pipeline (decode .. encode, no Kafka, one thread) over Ped2's test clips,
+    compensation off and on alternately in one process: frames per core-second and the median of
+    the paired ratios on/off. Still cameras: only the estimate's cost shows."""
+    from bench.edge import _fps, _pipeline
+
+    clips = sorted((DATA / "ucsd_ped2" / "test").glob("*.mp4"))
+    base = load_config(None).edge.settings_for(None).model_copy(update={"decode_threads": 1, "decoder": "auto"})
+    _pipeline(clips[:1], base)  # warm-up
+    fps: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(runs):
-        for name in ms:
-            edge = cfg.edge.model_copy(update={"compensate_camera_motion": name == "on"})
-            t, n = time.thread_time(), 0
-            for fr in frames:
-                ex = make_extractor(edge)
-                for f in fr:
-                    ex.process(f, 100.0)
-                n += len(fr)
-            ms[name].append(round((time.thread_time() - t) / n * 1000, 3))
-    return {k: {"runs": v, "median": float(np.median(v))} for k, v in ms.items()}
+        for name in fps:
+            r = _pipeline(clips, base.model_copy(update={"compensate_camera_motion": name == "on"}))
+            fps[name].append(round(_fps(r), 1))
+    ratio = float(np.median(np.array(fps["on"]) / np.array(fps["off"])))
+    return {"fps_per_core": fps, "median_ratio_on_off": round(ratio, 3)}
 
 
 def main() -> None:

@@ -170,7 +170,7 @@ class FlowFeatureExtractor:
         else:
             flow = cv2.calcOpticalFlowFarneback(prev, small, None, 0.5, 3, 15, 3, 5, 1.2, 0)
         if self.cfg.compensate_camera_motion:
-            flow, prev, moved = compensate(flow, prev)
+            flow, prev, moved = compensate(flow, prev, small)
             self.camera_motion_frames += moved
         t2 = time.thread_time()
         self.timings["flow"] += t2 - t1

@@ -30,11 +30,11 @@ def texture(h=240, w=360, seed=0):
 
 class FakeCapture:
     """Plays a script: an int n = n moving frames, "corrupt" = one undecodable frame, "drop" = the
-        connection ends (read returns None). Frames are a still texture with a patch of another moving right
-    by 2 px per frame from the centre, over the middle third of the rows (an object: the whole texture moving would be
-    the camera's own motion, which the edge subtracts; ``pan=n`` adds that, n px a frame).
-        ``delay(i)`` is how long reading frame i takes (a live camera read more slowly than it delivers:
-        its presentation times still advance by the frame period)."""
+    connection ends (read returns None). Frames are a still texture with a patch of another moving
+    right by 2 px per frame from the centre, over the middle third of the rows: an object (the whole
+    texture moving would be the camera's own motion, which the edge subtracts; ``pan=n`` adds that,
+    n px a frame). ``delay(i)`` is how long reading frame i takes (a live camera read more slowly
+    than it delivers: its presentation times still advance by the frame period)."""
 
     def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None, jitter_ms=0.0, delay=None, pan=0):
         self.fps, self.frame_count, self.jitter_ms, self.delay, self.pan = fps, None, jitter_ms, delay, pan

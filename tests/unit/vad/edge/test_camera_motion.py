@@ -4,12 +4,11 @@ import pytest
 
 from vad.config import EdgeConfig
 from vad.edge import camera_motion
-from vad.edge.camera_motion import DEADBAND_PX, compensate
-from vad.edge.camera_motion import camera_motion as motion_of
+from vad.edge.camera_motion import DEADBAND_PX, compensate, estimate
 from vad.edge.features import FlowFeatureExtractor
 from vad.schema import CHANNELS
 
-MAG, DX = CHANNELS.index("mag"), CHANNELS.index("dx")
+MAG, DX, FG = CHANNELS.index("mag"), CHANNELS.index("dx"), CHANNELS.index("fg")
 
 
 def field(*parts, h=120, w=180):
@@ -23,49 +22,62 @@ def field(*parts, h=120, w=180):
     return f
 
 
+def texture(h=240, w=360, seed=0):
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 255, (h, w), dtype=np.uint8), (0, 0), 2)
+
+
 def test_a_still_field_or_noise_below_the_dead_band_is_no_camera_motion():
-    assert motion_of(np.zeros((120, 180, 2), np.float32)) is None
-    assert motion_of(field((1.0, (0.6 * DEADBAND_PX, 0.6 * DEADBAND_PX)))) is None
-    assert motion_of(np.zeros((0, 0, 2), np.float32)) is None
+    assert estimate(np.zeros((120, 180, 2), np.float32)) is None
+    assert estimate(field((1.0, (0.6 * DEADBAND_PX, 0.6 * DEADBAND_PX)))) is None
+    assert estimate(np.zeros((0, 0, 2), np.float32)) is None
 
 
-def test_a_shared_motion_is_the_cameras():
-    assert motion_of(field((1.0, (1.5, -0.5)))) == pytest.approx((1.5, -0.5))
+def test_a_shared_motion_is_the_cameras_and_the_flow_is_left_as_it_was():
+    f = field((0.8, (1.5, -0.5)), (0.2, (0.0, 0.0)))
+    f[::3] += 0.01 * np.arange(180, dtype=np.float32)[:, None]  # no two lattice values in order
+    before = f.copy()
+    assert estimate(f) == pytest.approx((1.5, -0.5), abs=0.02)
+    assert np.array_equal(f, before)  # the medians are taken on copies
     # Objects over a third of the view do not move the estimate.
-    assert motion_of(field((0.35, (4.0, 0.0)), (0.65, (1.0, 0.0)))) == pytest.approx((1.0, 0.0))
+    assert estimate(field((0.35, (4.0, 0.0)), (0.65, (1.0, 0.0)))) == pytest.approx((1.0, 0.0))
 
 
-def test_crowds_and_scattered_motion_are_not_taken_for_the_camera():
-    assert motion_of(field((0.3, (2.0, 0.0)), (0.3, (-2.0, 0.0)), (0.4, (0.0, 0.0)))) is None
-    assert motion_of(field((0.45, (3.0, 0.0)), (0.55, (0.0, 0.0)))) is None
+def test_crowds_leave_the_median_at_rest():
+    # Most of the lattice still: the median is (0, 0), under the dead band.
+    assert estimate(field((0.3, (2.0, 0.0)), (0.3, (-2.0, 0.0)), (0.4, (0.0, 0.0)))) is None
+    assert estimate(field((0.45, (3.0, 0.0)), (0.55, (0.0, 0.0)))) is None
+
+
+def test_scattered_motion_past_the_dead_band_fails_the_agreement():
     spread = np.zeros((120, 180, 2), np.float32)
-    spread[..., 0] = np.linspace(0.5, 3.0, 180)[None, :]  # median 1.75, but only a fifth agrees with it
-    assert motion_of(spread) is None
+    spread[..., 0] = np.linspace(0.5, 3.0, 180)[None, :]  # median 1.75, about two fifths within 0.5 of it
+    assert camera_motion.median_motion(spread)[0] == pytest.approx(1.75, abs=0.05)
+    assert estimate(spread) is None
 
 
 def test_an_agreement_below_the_minimum_leaves_the_flow_alone(monkeypatch):
     f = field((0.6, (1.0, 0.0)), (0.4, (-1.0, 0.0)))
-    assert motion_of(f) == pytest.approx((1.0, 0.0))
+    assert estimate(f) == pytest.approx((1.0, 0.0))
     monkeypatch.setattr(camera_motion, "AGREE_MIN", 0.7)
-    assert motion_of(f) is None
+    assert estimate(f) is None
     prev = np.zeros((120, 180), np.uint8)
-    out, aligned, moved = compensate(f, prev)
+    out, aligned, moved = compensate(f, prev, prev)
     assert out is f and aligned is prev and not moved
 
 
 def test_compensate_subtracts_it_and_moves_the_previous_frame_onto_the_current_one():
     f = field((0.7, (1.0, 2.0)), (0.3, (3.0, 2.0)))
-    prev = texture(120, 180, seed=3)
-    out, aligned, moved = compensate(f, prev)
+    prev, cur = texture(120, 180, seed=3), texture(120, 180, seed=4)
+    out, aligned, moved = compensate(f, prev, cur)
     assert moved and out.dtype == np.float32
     assert np.allclose(out[:84], 0.0) and np.allclose(out[84:], (2.0, 0.0))
     # The scene moved right by 1 and down by 2: so does the previous frame, borders aside.
     assert np.array_equal(aligned[10:-10, 10:-10], prev[8:-12, 9:-11])
-
-
-def texture(h=240, w=360, seed=0):
-    rng = np.random.default_rng(seed)
-    return cv2.GaussianBlur(rng.integers(0, 255, (h, w), dtype=np.uint8), (0, 0), 2)
+    # What entered the view (the first column, the first two rows) has no past: the current frame's.
+    assert np.array_equal(aligned[:, :1], cur[:, :1]) and np.array_equal(aligned[:2], cur[:2])
+    _, left_up, _ = compensate(-f, prev, cur)
+    assert np.array_equal(left_up[:, -1:], cur[:, -1:]) and np.array_equal(left_up[-2:], cur[-2:])
 
 
 def scene(t, pan=(0, 0), bg=None, patch=None):
@@ -81,50 +93,69 @@ def scene(t, pan=(0, 0), bg=None, patch=None):
 
 def run(cfg, frames):
     ex = FlowFeatureExtractor(cfg)
-    return [ex.process(f) for f in frames]
+    return [ex.process(f) for f in frames], ex
 
 
 def test_a_still_camera_gets_exactly_the_features_it_had_without_compensation():
     frames = [scene(t) for t in range(6)]
-    on = run(EdgeConfig(), frames)
-    off = run(EdgeConfig(compensate_camera_motion=False), frames)
+    on, ex = run(EdgeConfig(), frames)
+    off, _ = run(EdgeConfig(compensate_camera_motion=False), frames)
     assert all(np.array_equal(a, b) for a, b in zip(on, off, strict=True))
-    assert on[-1][..., MAG].max() > 2.0  # the patch is seen
+    assert on[-1][..., MAG].max() > 2.0 and ex.camera_motion_frames == 0  # the patch is seen, nothing corrected
 
 
 def test_a_panning_camera_sees_the_object_and_not_the_background():
     frames = [scene(t, pan=(3, 1)) for t in range(6)]
-    on = run(EdgeConfig(), frames)[-1]
-    off = run(EdgeConfig(compensate_camera_motion=False), frames)[-1]
+    (*_, on), ex = run(EdgeConfig(), frames)
+    (*_, off), _ = run(EdgeConfig(compensate_camera_motion=False), frames)
+    assert ex.camera_motion_frames == 5
     rows, cols = np.indices(on.shape[:2])
     # The patch at t=5: x 140..230 + 15 px of pan, rows 90..150 + 5: cells well inside it.
     inside = (rows >= 5) & (rows <= 6) & (cols >= 9) & (cols <= 11)
     far = (rows <= 2) | (rows >= 10)
     assert np.median(off[far][:, MAG]) > 2.5  # without it the whole frame moves at the pan's speed
     assert np.median(on[far][:, MAG]) < 0.3
+    # The frame difference too (measured: 0.005; 0.03 without moving the previous frame, 0.04 moved
+    # the wrong way).
+    assert np.median(on[far][:, FG]) < 0.015
     assert np.allclose(np.median(on[inside][:, DX]), 4.0, atol=1.0)  # relative to the scene
+
+
+def _gray_frames(clip, n):
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    while len(frames) < n:
+        ok, f = cap.read()
+        assert ok
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
+    cap.release()
+    return frames
+
+
+def test_on_real_video_a_still_camera_is_left_exactly_as_it_was(ped2):
+    frames = _gray_frames(ped2 / "train" / "Train001.mp4", 40)
+    on, ex = run(EdgeConfig(), frames)
+    off, _ = run(EdgeConfig(compensate_camera_motion=False), frames)
+    assert ex.camera_motion_frames == 0
+    assert all(np.array_equal(a, b) for a, b in zip(on, off, strict=True))
 
 
 def test_on_real_video_a_shaken_camera_looks_like_the_still_one(ped2):
     """Ped2's first training clip shaken by up to a pixel a frame, at random: with compensation the
     frame's total motion stays near the still camera's; without it, it is several times larger."""
-    clip = ped2 / "train" / "Train001.mp4"
-    cfg = EdgeConfig()
-    cap = cv2.VideoCapture(str(clip))
-    frames = []
-    while len(frames) < 40:
-        ok, f = cap.read()
-        assert ok
-        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
-    cap.release()
+    frames = _gray_frames(ped2 / "train" / "Train001.mp4", 40)
     rng = np.random.default_rng(0)
     shaken = []
     for f in frames:
         dx, dy = rng.uniform(-1, 1, 2)
         m = np.float32([[1, 0, dx], [0, 1, dy]])
         shaken.append(cv2.warpAffine(f, m, f.shape[::-1], borderMode=cv2.BORDER_REFLECT))
-    on = np.stack(run(cfg, shaken))[1:, ..., MAG].sum(axis=(1, 2))
-    off = np.stack(run(EdgeConfig(compensate_camera_motion=False), shaken))[1:, ..., MAG].sum(axis=(1, 2))
-    ref = np.stack(run(cfg, frames))[1:, ..., MAG].sum(axis=(1, 2))
-    assert np.median(off) > 2.5 * np.median(ref)  # measured: 3.3x, and 1.4x with it
-    assert np.median(on) < 1.6 * np.median(ref)
+
+    def total(cfg, fr):
+        return np.median(np.stack(run(cfg, fr)[0])[1:, ..., MAG].sum(axis=(1, 2)))
+
+    ref = total(EdgeConfig(), frames)
+    on = total(EdgeConfig(), shaken)
+    off = total(EdgeConfig(compensate_camera_motion=False), shaken)
+    assert off > 2.5 * ref  # measured: 3.3x
+    assert on < 1.4 * ref  # measured: 1.2x
