@@ -21,11 +21,10 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from sklearn.metrics import roc_auc_score
 
-from models.evaluate import evaluate, load_labels
+from models.evaluate import clip_result, evaluate, load_labels
 from models.train import _ema
+from research.ped1_ceiling import DATA
 from vad.config import load_config
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 def _minmax(s: np.ndarray) -> np.ndarray:
@@ -46,18 +45,15 @@ def scene_table(scene: str, model: Path) -> dict[str, float]:
     raw: dict[str, np.ndarray] = {}
     evaluate(data, model, load_config(None), raw=raw)
     labels, _ = load_labels(data / "labels.json")
-    out = {}
-    for name, form in FORMS.items():
-        ys, ss = [], []
-        for stem, s in raw.items():
-            s = np.asarray(s, np.float64)
-            y = np.zeros(len(s))
-            for a, b in labels[stem]:
-                y[a : b + 1] = 1
-            ys.append(y)
-            ss.append(form(s))
-        out[name] = round(float(roc_auc_score(np.concatenate(ys), np.concatenate(ss))), 4)
-    return out
+    scores = {stem: np.asarray(s, np.float64) for stem, s in raw.items()}
+    # The labels as vad evaluate lays them over the frames (every frame sampled here).
+    y = np.concatenate(
+        [clip_result(st, s, s, [], labels[st], np.arange(len(s)), len(s)).labels for st, s in scores.items()]
+    )
+    return {
+        name: round(float(roc_auc_score(y, np.concatenate([form(s) for s in scores.values()]))), 4)
+        for name, form in FORMS.items()
+    }
 
 
 def main() -> None:

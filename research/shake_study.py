@@ -42,12 +42,12 @@ from models.evaluate import clip_result, frame_times_ms, load_labels, metrics, s
 from models.onnx_session import OnnxScorer  # noqa: E402
 from models.train import train  # noqa: E402
 from research.flow_study import gray_frames  # noqa: E402
+from research.ped1_ceiling import DATA  # noqa: E402
 from vad.config import load_config  # noqa: E402
 from vad.detect import EpisodeDetector  # noqa: E402
 from vad.edge import camera_motion, features  # noqa: E402
 from vad.edge.features import make_extractor  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 HELD_OUT = 8
 MOTIONS = ("still", "jitter 0.5", "jitter 1", "jitter 2", "sway 3", "pan 1")
 

@@ -32,17 +32,18 @@ LATTICE_STEP = 4  # every 4th pixel in each direction: 1/16 of the field
 
 
 def _lattice(flow: np.ndarray) -> np.ndarray:
+    """Every LATTICE_STEP-th pixel of the field in each direction: a strided view [h', w', 2]."""
     s = LATTICE_STEP
-    return flow[s // 2 :: s, s // 2 :: s].reshape(-1, 2)
+    return flow[s // 2 :: s, s // 2 :: s]
 
 
 def median_motion(flow: np.ndarray) -> tuple[float, float]:
     """The per-component median of the flow over the lattice ((0, 0) for an empty field), before
     any dead band or agreement check."""
-    s = LATTICE_STEP
+    lattice = _lattice(flow)
     # One copy per component, partitioned in place: half the cost of np.partition on the pairs
     # (17 against 35 µs at 180 x 120), and this runs on every frame of every camera.
-    x, y = flow[s // 2 :: s, s // 2 :: s, 0].flatten(), flow[s // 2 :: s, s // 2 :: s, 1].flatten()
+    x, y = lattice[..., 0].flatten(), lattice[..., 1].flatten()
     if x.size == 0:
         return 0.0, 0.0
     k = x.size // 2
@@ -58,8 +59,8 @@ def estimate(flow: np.ndarray) -> tuple[float, float] | None:
     if dx * dx + dy * dy < DEADBAND_PX * DEADBAND_PX:
         return None
     lattice = _lattice(flow)
-    ex, ey = lattice[:, 0] - dx, lattice[:, 1] - dy
-    if np.count_nonzero(ex * ex + ey * ey <= AGREE_PX * AGREE_PX) < AGREE_MIN * lattice.shape[0]:
+    ex, ey = lattice[..., 0] - dx, lattice[..., 1] - dy
+    if np.count_nonzero(ex * ex + ey * ey <= AGREE_PX * AGREE_PX) < AGREE_MIN * ex.size:
         return None
     return dx, dy
 
@@ -86,6 +87,6 @@ def compensate(flow: np.ndarray, prev: np.ndarray, cur: np.ndarray) -> tuple[np.
     if by:
         aligned[rows] = cur[rows]
     # (dx, dy) pairs as one complex64 each: one pass, where broadcasting over the last axis of 2
-    # takes ten times as long (160 against 15 µs at 180 x 120).
+    # takes over ten times as long (about 170 against 7-13 µs at 180 x 120).
     pairs = np.ascontiguousarray(flow).view(np.complex64)
     return (pairs - np.complex64(complex(dx, dy))).view(np.float32), aligned, True

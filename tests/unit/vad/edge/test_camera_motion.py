@@ -1,6 +1,7 @@
 import cv2
 import numpy as np
 import pytest
+from edge_fakes import texture
 
 from vad.config import EdgeConfig
 from vad.edge import camera_motion
@@ -20,11 +21,6 @@ def field(*parts, h=120, w=180):
         f[row : row + n] = v
         row += n
     return f
-
-
-def texture(h=240, w=360, seed=0):
-    rng = np.random.default_rng(seed)
-    return cv2.GaussianBlur(rng.integers(0, 255, (h, w), dtype=np.uint8), (0, 0), 2)
 
 
 def test_a_still_field_or_noise_below_the_dead_band_is_no_camera_motion():
@@ -80,13 +76,11 @@ def test_compensate_subtracts_it_and_moves_the_previous_frame_onto_the_current_o
     assert np.array_equal(left_up[:, -1:], cur[:, -1:]) and np.array_equal(left_up[-2:], cur[-2:])
 
 
-def scene(t, pan=(0, 0), bg=None, patch=None):
+def scene(t, pan=(0, 0)):
     """A texture with a patch moving right by 4 px a frame; the camera pans by ``pan`` px a frame."""
-    bg = texture(seed=1) if bg is None else bg
-    patch = texture(60, 90, seed=2) if patch is None else patch
-    f = bg.copy()
+    f = texture(seed=1)
     x = 120 + 4 * t
-    f[90:150, x : x + 90] = patch
+    f[90:150, x : x + 90] = texture(60, 90, seed=2)
     dx, dy = pan
     return np.roll(f, (dy * t, dx * t), axis=(0, 1))
 
