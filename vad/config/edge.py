@@ -99,6 +99,21 @@ class EdgeSettings(_Strict):
     max_consecutive_corrupt: int = Field(
         100, ge=1, le=1_000_000, description="undecodable frames in a row after which the source counts as down"
     )
+    # A covered or darkened camera sends no motion, which scores as normal: nothing else would tell.
+    blind_after_s: float | None = Field(
+        10.0,
+        ge=0.5,
+        le=86_400,
+        description="a camera whose picture stays flat this long (event time) counts as blind: warned about "
+        "and counted (vad_edge_blind); null: not checked",
+    )
+    blind_contrast: float = Field(
+        3.0,
+        ge=0,
+        le=64,
+        description="a picture is flat when its grey levels' standard deviation over every 8th pixel is "
+        "below this (UCSD walkways: 38 or more)",
+    )
 
 
 def _camera_id(value: str) -> str:

@@ -7,6 +7,8 @@ pay nothing for the endpoint. Names carry the camera as a label:
     vad_edge_frames_read_total, vad_edge_frames_sampled_total, vad_edge_frames_corrupt_total,
     vad_edge_records_{queued,sent,failed,dropped}_total, vad_edge_gaps_total,
     vad_edge_reconnects_total, vad_edge_camera_motion_frames_total, vad_edge_stage_cpu_seconds_total{stage},
+    vad_edge_blind_frames_total, vad_edge_blind_episodes_total, vad_edge_blind (0/1: the picture has
+    been flat for edge.blind_after_s, vad/edge/blind.py),
     vad_edge_camera_running (its capture thread is alive: 0 once it ended or gave up reconnecting),
     and for paced cameras (live, --realtime files): vad_edge_send_lag_seconds,
     vad_edge_backlog_seconds, vad_edge_behind (0/1), vad_edge_behind_episodes_total.
@@ -41,6 +43,8 @@ COUNTERS = (
         "camera_motion",
         "Frames whose flow had the camera's own motion (shake, sway, pans) subtracted.",
     ),
+    ("blind_frames", "blind_frames", "Sampled frames while the camera was blind (a flat picture)."),
+    ("blind_episodes", "blind_episodes", "Times the camera went blind."),
 )
 
 
@@ -67,12 +71,17 @@ class EdgeCollector(Collector):
             "vad_edge_stage_cpu_seconds", "CPU (thread time) per pipeline stage.", labels=["camera", "stage"]
         )
         running = GaugeMetricFamily("vad_edge_camera_running", "1 while the camera's capture runs.", labels=["camera"])
+        blind = GaugeMetricFamily(
+            "vad_edge_blind", "1 while the camera's picture has been flat for edge.blind_after_s.", labels=["camera"]
+        )
         for c in cams:
             for k, v in list(c.stats.stage_s.items()):
                 stage.add_metric([c.camera_id, k], v)
             running.add_metric([c.camera_id], float(c.running))
+            blind.add_metric([c.camera_id], float(c.stats.blind))
         yield stage
         yield running
+        yield blind
         yield from self._lag(cams)
 
     @staticmethod

@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from vad.config import Config, EdgeSettings
+from vad.edge.blind import BlindWatch
 from vad.edge.digest import describe, settings_digest
 from vad.edge.features import make_extractor
 from vad.edge.lag import LagWatch
@@ -127,6 +128,7 @@ class CameraWorker:
     def _capture_loop(self, limit: int | None, position: int) -> None:
         cfg, st, edge = self.settings, self.stats, self.cfg.edge
         ex = make_extractor(cfg, self.cfg.mask_for(self.camera_id))
+        blind = BlindWatch(cfg.blind_after_s, cfg.blind_contrast) if cfg.blind_after_s is not None else None
         block_s = edge.queue_block_ms / 1000.0 if (self.stream.live or cfg.realtime) else edge.send_timeout_s
         bar = self._progress_bar(position)
         # The first record is flagged: a restarted edge begins again at frame 0 and the job must not
@@ -145,6 +147,8 @@ class CameraWorker:
                     log.debug("camera %s: frame skipped: %s", self.camera_id, e)
                     continue
                 st.camera_motion = ex.camera_motion_frames
+                if blind is not None:
+                    self._watch_blind(blind, s.gray, s.ts_ms)
                 t0 = time.thread_time()
                 flags = FLAG_GAP if (s.gap or pending_gap) else 0
                 rec = FrameFeatures(
@@ -182,6 +186,24 @@ class CameraWorker:
                 st.add_time(k, v)
             if bar is not None:
                 bar.close()
+
+    def _watch_blind(self, w: BlindWatch, gray, ts_ms: int) -> None:
+        st = self.stats
+        st.blind = w.update(gray, ts_ms)
+        st.blind_frames, st.blind_episodes = w.frames, w.episodes
+        if not w.changed:
+            return
+        if w.blind:
+            log.warning(
+                "camera %s cannot see: its picture has been flat for %.0f s (grey-level spread %.1f, under "
+                "edge.blind_contrast %.1f): covered, dark or washed out; its features score as no motion",
+                self.camera_id,
+                w.after_ms / 1000,
+                w.last_contrast,
+                w.min_contrast,
+            )
+        else:
+            log.warning("camera %s sees again (grey-level spread %.1f)", self.camera_id, w.last_contrast)
 
     def _offer(self, item, block_s: float) -> bool:
         try:

@@ -28,6 +28,9 @@ class CameraStats:
     gaps: int = 0  # records sent with FLAG_GAP
     reconnects: int = 0
     camera_motion: int = 0  # frames whose flow had the camera's own motion (shake, pans) subtracted
+    blind: bool = False  # the picture has been flat for edge.blind_after_s (vad/edge/blind.py)
+    blind_frames: int = 0  # sampled frames while blind
+    blind_episodes: int = 0  # times the camera went blind
     lag: LagWatch | None = None  # paced sources only (live, --realtime files): vad/edge/lag.py
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     started: float = field(default_factory=time.monotonic)
@@ -53,6 +56,7 @@ class CameraStats:
             "gaps": self.gaps,
             "reconnects": self.reconnects,
             "camera_motion": self.camera_motion,
+            "blind_frames": self.blind_frames,
             "fps": round(self.sampled / dt, 1),
             # Mean CPU milliseconds (thread time) per sampled frame; decode includes frames sampling skipped.
             "ms": {k: round(1000.0 * v / per, 3) for k, v in self.stage_s.items()},

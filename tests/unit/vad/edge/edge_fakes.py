@@ -34,10 +34,14 @@ class FakeCapture:
     right by 2 px per frame from the centre, over the middle third of the rows: an object (the whole
     texture moving would be the camera's own motion, which the edge subtracts; ``pan=n`` adds that,
     n px a frame). ``delay(i)`` is how long reading frame i takes (a live camera read more slowly
-    than it delivers: its presentation times still advance by the frame period)."""
+    than it delivers: its presentation times still advance by the frame period). Frames i in
+    ``cover`` = range(a, b) are one grey level: the lens covered."""
 
-    def __init__(self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None, jitter_ms=0.0, delay=None, pan=0):
+    def __init__(
+        self, script, fps=10.0, pts=True, start_pts_ms=0.0, bg=None, jitter_ms=0.0, delay=None, pan=0, cover=range(0)
+    ):
         self.fps, self.frame_count, self.jitter_ms, self.delay, self.pan = fps, None, jitter_ms, delay, pan
+        self.cover = cover
         self._items = list(script)
         self._bg = texture() if bg is None else bg
         h, w = self._bg.shape
@@ -66,6 +70,8 @@ class FakeCapture:
             g[ph : 2 * ph, x : x + pw] = self._patch
             if self.pan:  # the camera pans right: the scene moves left
                 g = np.roll(g, -self.pan * self._i, axis=1)
+            if self._i in self.cover:
+                g = np.full_like(g, 12)
             # Jittered presentation times: the first frame a little late, the next a little early, ...
             pts = self._t + (-self.jitter_ms if self._i % 2 else self.jitter_ms) if self._pts else None
             self._i += 1

@@ -45,6 +45,9 @@ def test_every_camera_counter_is_exported_and_lag_only_for_paced_cameras():
         assert got[("vad_edge_records_failed_total", cam)] == st.failed
         assert got[("vad_edge_frames_corrupt_total", cam)] == st.corrupt
         assert got[("vad_edge_camera_motion_frames_total", cam)] == st.camera_motion
+        assert got[("vad_edge_blind_frames_total", cam)] == st.blind_frames
+        assert got[("vad_edge_blind_episodes_total", cam)] == st.blind_episodes
+        assert got[("vad_edge_blind", cam)] == float(st.blind)
         assert got[("vad_edge_camera_running", cam)] == 0  # both ended
         for stage in STAGES:
             assert got[("vad_edge_stage_cpu_seconds_total", (*cam, ("stage", stage)))] == st.stage_s[stage]
