@@ -31,7 +31,7 @@ BENCH_TOPIC = "vad.bench-edge"
 def _pipeline(clips: list[Path], settings, producer=None, topic: str = BENCH_TOPIC) -> dict:
     """Single-threaded decode..encode(..send) over the clips; CPU seconds per stage and in total."""
     from bench.common import WIRE_PRECISION
-    from vad.edge.blind import BlindWatch
+    from vad.edge.blind import blind_watch
     from vad.edge.features import make_extractor
     from vad.edge.stats import CameraStats
     from vad.edge.stream import CameraStream, sampled_frames
@@ -43,12 +43,11 @@ def _pipeline(clips: list[Path], settings, producer=None, topic: str = BENCH_TOP
     cpu0 = time.process_time()
     for clip in clips:
         ex = make_extractor(settings)
-        on = settings.blind_after_s is not None
-        blind = BlindWatch(settings.blind_after_s, settings.blind_contrast) if on else None
+        blind = blind_watch(settings)
         for i, s in enumerate(sampled_frames(CameraStream(str(clip), settings, stats))):
             feats = ex.process(s.gray, s.step_ms)
             if blind is not None:  # the producer's check
-                blind.update(s.gray, s.ts_ms)
+                blind.update(s.gray, s.ts_ms, s.gap)
             t0 = time.thread_time()
             rec = FrameFeatures("bench-" + clip.stem, i, s.ts_ms, s.gray.shape[1], s.gray.shape[0], feats)
             if s.gap:

@@ -157,7 +157,7 @@ def _card(
         outputs=[tensors.CELL_SCORES, tensors.FRAME_SCORE],
         # Only the feature settings: camera sources (URLs, maybe with credentials) stay out of the card.
         edge=EdgeSettings.model_validate(features).model_dump(
-            mode="json", exclude={"realtime", "decoder", "decode_threads"}
+            mode="json", exclude={"realtime", "decoder", "decode_threads", "blind_after_s", "blind_contrast"}
         ),
         training_data={
             "folder": source,

@@ -109,10 +109,10 @@ class EdgeSettings(_Strict):
     )
     blind_contrast: float = Field(
         3.0,
-        ge=0,
+        gt=0,
         le=64,
         description="a picture is flat when its grey levels' standard deviation over every 8th pixel is "
-        "below this (UCSD walkways: 38 or more)",
+        "below this (UCSD walkways: 38 or more); a blind camera sees again at twice it",
     )
 
 

@@ -8,7 +8,7 @@ pay nothing for the endpoint. Names carry the camera as a label:
     vad_edge_records_{queued,sent,failed,dropped}_total, vad_edge_gaps_total,
     vad_edge_reconnects_total, vad_edge_camera_motion_frames_total, vad_edge_stage_cpu_seconds_total{stage},
     vad_edge_blind_frames_total, vad_edge_blind_episodes_total, vad_edge_blind (0/1: the picture has
-    been flat for edge.blind_after_s, vad/edge/blind.py),
+    been flat for edge.blind_after_s, vad/edge/blind.py; cameras with the check on only),
     vad_edge_camera_running (its capture thread is alive: 0 once it ended or gave up reconnecting),
     and for paced cameras (live, --realtime files): vad_edge_send_lag_seconds,
     vad_edge_backlog_seconds, vad_edge_behind (0/1), vad_edge_behind_episodes_total.
@@ -78,7 +78,8 @@ class EdgeCollector(Collector):
             for k, v in list(c.stats.stage_s.items()):
                 stage.add_metric([c.camera_id, k], v)
             running.add_metric([c.camera_id], float(c.running))
-            blind.add_metric([c.camera_id], float(c.stats.blind))
+            if c.stats.blind is not None:  # a camera whose check is off has no such state
+                blind.add_metric([c.camera_id], float(c.stats.blind))
         yield stage
         yield running
         yield blind

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from vad.config import Config, EdgeSettings
-from vad.edge.blind import BlindWatch
+from vad.edge.blind import BlindWatch, blind_watch
 from vad.edge.digest import describe, settings_digest
 from vad.edge.features import make_extractor
 from vad.edge.lag import LagWatch
@@ -128,7 +128,8 @@ class CameraWorker:
     def _capture_loop(self, limit: int | None, position: int) -> None:
         cfg, st, edge = self.settings, self.stats, self.cfg.edge
         ex = make_extractor(cfg, self.cfg.mask_for(self.camera_id))
-        blind = BlindWatch(cfg.blind_after_s, cfg.blind_contrast) if cfg.blind_after_s is not None else None
+        blind = blind_watch(cfg)
+        st.blind = False if blind is not None else None
         block_s = edge.queue_block_ms / 1000.0 if (self.stream.live or cfg.realtime) else edge.send_timeout_s
         bar = self._progress_bar(position)
         # The first record is flagged: a restarted edge begins again at frame 0 and the job must not
@@ -148,7 +149,7 @@ class CameraWorker:
                     continue
                 st.camera_motion = ex.camera_motion_frames
                 if blind is not None:
-                    self._watch_blind(blind, s.gray, s.ts_ms)
+                    self._watch_blind(blind, s.gray, s.ts_ms, s.gap)
                 t0 = time.thread_time()
                 flags = FLAG_GAP if (s.gap or pending_gap) else 0
                 rec = FrameFeatures(
@@ -187,16 +188,17 @@ class CameraWorker:
             if bar is not None:
                 bar.close()
 
-    def _watch_blind(self, w: BlindWatch, gray, ts_ms: int) -> None:
+    def _watch_blind(self, w: BlindWatch, gray, ts_ms: int, gap: bool) -> None:
         st = self.stats
-        st.blind = w.update(gray, ts_ms)
+        blind = w.update(gray, ts_ms, gap)
         st.blind_frames, st.blind_episodes = w.frames, w.episodes
+        st.blind = blind  # after the counters, so a scrape never sees it blind with the episode uncounted
         if not w.changed:
             return
         if w.blind:
             log.warning(
-                "camera %s cannot see: its picture has been flat for %.0f s (grey-level spread %.1f, under "
-                "edge.blind_contrast %.1f): covered, dark or washed out; its features score as no motion",
+                "camera %s cannot see: its picture has been flat for %g s (grey-level spread %.1f, under "
+                "edge.blind_contrast %g): covered, dark or washed out; its features score as no motion",
                 self.camera_id,
                 w.after_ms / 1000,
                 w.last_contrast,

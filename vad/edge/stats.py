@@ -28,7 +28,7 @@ class CameraStats:
     gaps: int = 0  # records sent with FLAG_GAP
     reconnects: int = 0
     camera_motion: int = 0  # frames whose flow had the camera's own motion (shake, pans) subtracted
-    blind: bool = False  # the picture has been flat for edge.blind_after_s (vad/edge/blind.py)
+    blind: bool | None = None  # the picture has been flat for edge.blind_after_s (None: not checked)
     blind_frames: int = 0  # sampled frames while blind
     blind_episodes: int = 0  # times the camera went blind
     lag: LagWatch | None = None  # paced sources only (live, --realtime files): vad/edge/lag.py

@@ -59,6 +59,8 @@ def test_capture_and_transport_settings_leave_it_alone():
             "open_timeout_s": 3.0,
             "wire_precision": "float32",
             "compression": "none",
+            "blind_after_s": None,
+            "blind_contrast": 8.0,
         }
     )
     assert settings_digest(other) == settings_digest(BASE)
