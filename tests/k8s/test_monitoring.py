@@ -232,8 +232,9 @@ def job_metric_names() -> tuple[set[str], set[str]]:
 
 
 def edge_metric_names() -> set[str]:
-    """Every sample name the edge's collector exports, for a paced camera (all families present)."""
-    stats = CameraStats(camera_id="c", lag=LagWatch(limit_ms=1000.0))
+    """Every sample name the edge's collector exports, for a paced camera with the blind check on
+    (all families present)."""
+    stats = CameraStats(camera_id="c", lag=LagWatch(limit_ms=1000.0), blind=False)
 
     class Cam:
         camera_id, running = "c", True
